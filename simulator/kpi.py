@@ -1,0 +1,200 @@
+"""Stage 4 of 7: contact records -> KPIs per city (or any grouping), and replication summaries.
+
+Definitions (contacts arriving after the warm-up; times in seconds):
+
+- ``offered``: contacts that reached the chatbot or the agents' queue (lost ones excluded);
+  ``to_agents``: those that reached the agents (answered + abandoned + unserved).
+- ``first_response_*``: time from arrival to the first answer, by an agent or the chatbot,
+  over answered contacts: mean, median and 90th percentile.
+- ``sl_offered``: contacts answered within their channel's target over all offered contacts
+  (an abandoned or unserved one counts as a miss); ``sl_answered``: the same over answered
+  contacts only. With abandonment the two differ widely, so both are reported.
+- ``asa_s``: mean wait of agent-answered contacts; ``p_wait``: share of contacts reaching
+  agents that did not find one free (Erlang C's and Erlang A's P(wait)).
+- ``abandon_rate``: abandoned over contacts reaching agents.
+- ``fcr``: share of first contacts (kind primary) handled by agent or chatbot that were
+  resolved then. ``recontact_rate``: re-contacts over first contacts.
+- ``mismatch_rate``: answered contacts needing a local language served by a non-speaker,
+  over answered contacts needing one; ``could_not_understand`` counts them.
+- ``lost``: contacts lost to CRM outages. ``backlog_end``: contacts still waiting at the horizon.
+- ``occupancy``: agents' busy time over staffed time (city level).
+- ``follow_up_on_time``: follow-ups due before the horizon done by their due time (city level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from simulator.engine import RunResult, simulate
+from simulator.scenario import Scenario
+
+KPI_COLUMNS = (
+    "offered", "to_agents", "first_response_mean_s", "first_response_median_s",
+    "first_response_p90_s", "sl_offered", "sl_answered", "asa_s", "p_wait", "abandon_rate",
+    "fcr", "recontact_rate", "mismatch_rate", "could_not_understand", "lost", "backlog_end",
+    "occupancy", "follow_up_on_time",
+)
+
+
+def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city",)) -> pd.DataFrame:
+    """One row of KPIs per group of ``by`` (any of city, channel, tier, language, ticket_type)."""
+    r = run.records
+    by = list(by)
+    r = r[r["arrival_s"] >= run.warmup_s] if run.warmup_s > 0 else r
+    targets = pd.Series({n: c.target_s for n, c in scenario.channels.items()})
+    out = r["outcome"].to_numpy()
+    answered = np.isin(out, ("answered", "deflected"))
+    wait = (r["answer_s"] - r["arrival_s"]).to_numpy()
+    target = targets.reindex(r["channel"].astype(str)).to_numpy()
+    kind = r["kind"].to_numpy()
+    needs_lang = r["language"].notna().to_numpy()
+    f = pd.DataFrame(
+        {
+            "offered": out != "lost",
+            "to_agents": np.isin(out, ("answered", "abandoned", "unserved")),
+            "answered": answered,
+            "agent_answered": out == "answered",
+            "within": answered & (wait <= target + 1e-9),
+            "waited": np.isin(out, ("abandoned", "unserved")) | ((out == "answered") & (wait > 1e-9)),
+            "abandoned": out == "abandoned",
+            "primary_handled": (kind == "primary") & answered,
+            "primary_resolved": (kind == "primary") & answered & r["resolved"].to_numpy(),
+            "primary": (kind == "primary"),
+            "recontact": kind == "recontact",
+            "lang_answered": needs_lang & (out == "answered"),
+            "mismatch": r["mismatch"].to_numpy() & (out == "answered"),
+            "lost": out == "lost",
+            "unserved": out == "unserved",
+            "response": np.where(answered, wait, np.nan),
+            "agent_wait": np.where(out == "answered", wait, np.nan),
+        }
+    )
+    keys = [r[k].astype(str).to_numpy() for k in by] if by else [np.zeros(len(r), dtype=int)]
+    g = f.groupby(keys, sort=True)
+    s = g.sum(numeric_only=True)
+    k = pd.DataFrame(index=s.index)
+    k["offered"] = s["offered"]
+    k["to_agents"] = s["to_agents"]
+    k["first_response_mean_s"] = g["response"].mean()
+    k["first_response_median_s"] = g["response"].median()
+    k["first_response_p90_s"] = g["response"].quantile(0.9)
+    k["sl_offered"] = _ratio(s["within"], s["offered"])
+    k["sl_answered"] = _ratio(s["within"], s["answered"])
+    k["asa_s"] = g["agent_wait"].mean()
+    k["p_wait"] = _ratio(s["waited"], s["to_agents"])
+    k["abandon_rate"] = _ratio(s["abandoned"], s["to_agents"])
+    k["fcr"] = _ratio(s["primary_resolved"], s["primary_handled"])
+    k["recontact_rate"] = _ratio(s["recontact"], s["primary"])
+    k["mismatch_rate"] = _ratio(s["mismatch"], s["lang_answered"])
+    k["could_not_understand"] = s["mismatch"]
+    k["lost"] = s["lost"]
+    k["backlog_end"] = s["unserved"]
+    k.index.names = by or ["all"]
+    k = k.reset_index()
+    if by in (["city"], []):
+        k = _add_city_level(k, run, by)
+    else:
+        k["occupancy"] = np.nan
+        k["follow_up_on_time"] = np.nan
+    return k
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    return (num / den.where(den > 0)).astype(float)
+
+
+def _add_city_level(k: pd.DataFrame, run: RunResult, by: list[str]) -> pd.DataFrame:
+    """Occupancy and follow-up timeliness, which belong to cities, not to contacts."""
+    a = run.agents
+    fu = run.follow_ups
+    fu = fu[(fu["created_s"] >= run.warmup_s) & (fu["due_s"] <= run.horizon_s)]
+    on_time = fu["done_s"].le(fu["due_s"])
+    if by:
+        a = a[a["city"].isin(k["city"])]
+        occ = a.groupby("city")["busy_s"].sum() / a.groupby("city")["staffed_s"].sum().where(lambda x: x > 0)
+        fot = on_time.groupby(fu["city"].astype(str)).mean() if len(fu) else pd.Series(dtype=float)
+        k["occupancy"] = k["city"].map(occ).astype(float)
+        k["follow_up_on_time"] = k["city"].map(fot).astype(float)
+    else:
+        staffed = a["staffed_s"].sum()
+        k["occupancy"] = a["busy_s"].sum() / staffed if staffed > 0 else np.nan
+        k["follow_up_on_time"] = on_time.mean() if len(fu) else np.nan
+    return k
+
+
+@dataclass
+class Replications:
+    """KPIs of independent replications of one scenario, and their confidence intervals."""
+
+    scenario: Scenario
+    seed: int
+    purpose: str
+    frames: dict[tuple[str, ...], list[pd.DataFrame]] = field(default_factory=dict)
+
+    def add(self, run: RunResult, groupings: Iterable[Sequence[str]]) -> None:
+        for by in groupings:
+            kp = compute_kpis(run, self.scenario, by)
+            kp.insert(0, "replication", run.replication)
+            self.frames.setdefault(tuple(by), []).append(kp)
+
+    def kpis(self, by: Sequence[str] = ("city",)) -> pd.DataFrame:
+        """Per-replication KPIs (one row per replication and group)."""
+        return pd.concat(self.frames[tuple(by)], ignore_index=True)
+
+    def summary(self, by: Sequence[str] = ("city",), level: float = 0.95) -> pd.DataFrame:
+        """Long table: group, kpi, mean, half-width of the ``level`` t-interval, low, high, n."""
+        return summarize(self.kpis(by), list(by) or ["all"], level)
+
+
+def summarize(per_rep: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.DataFrame:
+    """Mean and t confidence interval over replications of every KPI column."""
+    cols = [c for c in per_rep.columns if c not in keys and c != "replication"]
+    long = per_rep.melt(id_vars=keys + ["replication"], value_vars=cols, var_name="kpi")
+    g = long.groupby(keys + ["kpi"], sort=False)["value"]
+    res = g.agg(["mean", "std", "count"]).reset_index()
+    tq = stats.t.ppf(0.5 + level / 2, np.maximum(res["count"] - 1, 1))
+    res["half_width"] = np.where(res["count"] > 1, tq * res["std"] / np.sqrt(res["count"]), np.nan)
+    res["low"] = res["mean"] - res["half_width"]
+    res["high"] = res["mean"] + res["half_width"]
+    return res.rename(columns={"count": "n"}).drop(columns="std")
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """The ``level`` Student-t confidence interval of the mean of ``values``."""
+    x = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def replicate(
+    scenario: Scenario,
+    replications: int | None = None,
+    *,
+    seed: int | None = None,
+    purpose: str = "run",
+    cities: Iterable[str] | None = None,
+    groupings: Iterable[Sequence[str]] = (("city",), ()),
+    sink: Callable[[RunResult], None] | None = None,
+    progress: bool = False,
+) -> Replications:
+    """Run replications 0..n-1 and keep their KPIs; records go to ``sink`` and are dropped."""
+    n = scenario.replications if replications is None else replications
+    root = scenario.seed if seed is None else seed
+    reps = Replications(scenario, root, purpose)
+    groupings = [tuple(g) for g in groupings]
+    it: Iterable[int] = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"simulating {scenario.name}", unit="rep")
+    for rep in it:
+        run = simulate(scenario, seed=root, replication=rep, purpose=purpose, cities=cities)
+        reps.add(run, groupings)
+        if sink is not None:
+            sink(run)
+    return reps

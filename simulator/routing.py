@@ -1,0 +1,180 @@
+"""Stage 3 of 7 (simulation): routing policies, free of SimPy.
+
+A router holds one city's (or remote pool's) waiting tickets and idle agents and answers
+two questions: which idle agent takes an arriving ticket (``choose_agent``) and which
+waiting ticket a free agent takes next (``take``). Abandonment is lazy: a ticket whose
+patience ran out is dropped (and reported through ``on_abandon``) when it reaches the head
+of its queue, so no event is spent on it. Tickets may sit in several queues at once (home
+queue and an overflow inbox); whoever takes one first marks it, the others skip it.
+
+Policies form a ladder, each including the one before:
+``fifo`` one queue, no triage; ``priority`` class queues (synchronous first, fast lane,
+tier rank); ``skills`` a language ticket waits up to ``language_wait_s`` for a speaker;
+``overflow`` tickets waiting past a limit are also offered to other cities or pools.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from simulator.entities import WAITING, Agent, FollowUpTask, Ticket
+
+Job = Ticket | FollowUpTask
+
+
+class Router:
+    """``fifo``: one queue for every ticket, longest-idle agent first."""
+
+    def __init__(self, n_classes: int, on_abandon: Callable[[Ticket, float], None]) -> None:
+        self.queues: list[deque[Ticket]] = [deque() for _ in range(max(1, n_classes))]
+        self.inbox: deque[Ticket] = deque()  # tickets overflowed here from elsewhere
+        self.follow_ups: deque[FollowUpTask] = deque()
+        self.idle: deque[Agent] = deque()
+        self.on_abandon = on_abandon
+
+    # -- arriving tickets -----------------------------------------------------------------
+    def choose_agent(self, ticket: Ticket, now: float) -> Agent | None:
+        """Pop the idle agent that should take ``ticket`` now, if any."""
+        return self.idle.popleft() if self.idle else None
+
+    def enqueue(self, ticket: Ticket) -> None:
+        self.queues[ticket.cls].append(ticket)
+
+    # -- free agents ----------------------------------------------------------------------
+    def take(self, agent: Agent, now: float) -> Job | None:
+        """The next job for a free ``agent``: own tickets, then overflow, then follow-ups."""
+        for q in self.queues:
+            t = self._head(q, now)
+            if t is not None:
+                return q.popleft()
+        return self._take_foreign(agent, now)
+
+    def _take_foreign(self, agent: Agent, now: float) -> Job | None:
+        if self.inbox and self._head(self.inbox, now) is not None:
+            return self.inbox.popleft()
+        fq = self.follow_ups
+        while fq:
+            f = fq.popleft()
+            if f.state == WAITING:
+                return f
+        return None
+
+    def _head(self, q: deque[Ticket], now: float) -> Ticket | None:
+        """The first live ticket of ``q``, dropping taken ones and recording abandonments."""
+        while q:
+            t = q[0]
+            if t.state != WAITING:
+                q.popleft()
+            elif t.deadline_s <= now:
+                q.popleft()
+                self.on_abandon(t, now)
+            else:
+                return t
+        return None
+
+    # -- idle agents ----------------------------------------------------------------------
+    def add_idle(self, agent: Agent) -> None:
+        self.idle.append(agent)
+
+    def remove_idle(self, agent: Agent) -> bool:
+        """Take ``agent`` out of the idle set (shift end); False if it was not idle."""
+        try:
+            self.idle.remove(agent)
+        except ValueError:
+            return False
+        return True
+
+    def waiting(self) -> list[Ticket]:
+        """Every live ticket still queued here (for the end-of-horizon backlog)."""
+        return [t for q in self.queues for t in q if t.state == WAITING]
+
+    def needs_language_timer(self, ticket: Ticket) -> bool:
+        return False
+
+
+class PriorityRouter(Router):
+    """``priority``: class queues served in order (class 0 first), FIFO within a class."""
+
+
+class SkillsRouter(PriorityRouter):
+    """``skills``: language tickets wait ``wait_s`` for a speaker, then go to anyone."""
+
+    def __init__(
+        self, n_classes: int, on_abandon: Callable[[Ticket, float], None], wait_s: float
+    ) -> None:
+        super().__init__(n_classes, on_abandon)
+        self.wait_s = wait_s
+        self.lang_queues: list[dict[int, deque[Ticket]]] = [{} for _ in self.queues]
+        self.idle_by_lang: dict[int, deque[Agent]] = {}
+
+    def choose_agent(self, ticket: Ticket, now: float) -> Agent | None:
+        lang = ticket.lang
+        if lang >= 0:
+            speakers = self.idle_by_lang.get(lang)
+            while speakers:
+                a = speakers.popleft()
+                if self.remove_idle(a):
+                    return a
+            if now - ticket.arrival_s < self.wait_s:
+                return None
+        return self._prefer_plain()
+
+    def _prefer_plain(self) -> Agent | None:
+        """Any idle agent, preferring one with no language skill (keep speakers free)."""
+        if not self.idle:
+            return None
+        chosen = next((a for a in self.idle if not a.languages), self.idle[0])
+        self.remove_idle(chosen)
+        return chosen
+
+    def enqueue(self, ticket: Ticket) -> None:
+        if ticket.lang < 0:
+            self.queues[ticket.cls].append(ticket)
+        else:
+            self.lang_queues[ticket.cls].setdefault(ticket.lang, deque()).append(ticket)
+
+    def needs_language_timer(self, ticket: Ticket) -> bool:
+        return ticket.lang >= 0 and self.wait_s > 0
+
+    def take(self, agent: Agent, now: float) -> Job | None:
+        for cls, q in enumerate(self.queues):
+            best, best_q = self._head(q, now), q
+            for lang, lq in self.lang_queues[cls].items():
+                t = self._head(lq, now)
+                if t is None or (lang not in agent.languages and now - t.arrival_s < self.wait_s):
+                    continue
+                if best is None or t.arrival_s < best.arrival_s:
+                    best, best_q = t, lq
+            if best is not None:
+                return best_q.popleft()
+        return self._take_foreign(agent, now)
+
+    def add_idle(self, agent: Agent) -> None:
+        self.idle.append(agent)
+        for lang in agent.languages:
+            self.idle_by_lang.setdefault(lang, deque()).append(agent)
+
+    def remove_idle(self, agent: Agent) -> bool:
+        if not super().remove_idle(agent):
+            return False
+        for lang in agent.languages:
+            q = self.idle_by_lang.get(lang)
+            if q is not None and agent in q:
+                q.remove(agent)
+        return True
+
+    def waiting(self) -> list[Ticket]:
+        extra = [t for d in self.lang_queues for q in d.values() for t in q if t.state == WAITING]
+        return super().waiting() + extra
+
+
+def make_router(
+    level: int, n_classes: int, on_abandon: Callable[[Ticket, float], None], language_wait_s: float
+) -> Router:
+    """The router for a policy ``level`` (index in ``scenario.POLICIES``)."""
+    if level == 0:
+        return Router(1, on_abandon)
+    if level == 1:
+        return PriorityRouter(n_classes, on_abandon)
+    return SkillsRouter(n_classes, on_abandon, language_wait_s)
