@@ -16,10 +16,9 @@ answered iff ``V`` beats its own ``Exp(theta)`` patience.  Tilting by
 * ``P(answered | j) = n mu / (n mu + (j + 1) theta)``,
 * ``E[min(V, patience) | j] = (j + 1) / (n mu + (j + 1) theta)``,
 * ``E[V | answered, j] = sum_{i=1}^{j+1} 1 / (n mu + i theta)``,
-* ``P(V <= t | answered, j) = P(Binomial(j + 1, exp(-theta t)) <= Poisson(n mu t))``
-  (``j + 1`` customers each leaving at rate ``theta`` plus a server stream of
-  rate ``n mu`` removing one at a time: the queue is empty by ``t`` iff the
-  services by ``t`` cover the customers whose patience outlasts ``t``).
+* ``P(V <= t | answered, j) = I_{1 - exp(-theta t)}(j + 1, n mu / theta + 1)``
+  (regularised incomplete beta: a sum of exponentials with rates
+  ``c + i theta``, ``i = 1..m``, is distributed as ``-log(Beta(c / theta + 1, m)) / theta``).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import bdtrc, gammaln, logsumexp, pdtrc, xlogy
+from scipy.special import betainc, gammaln, logsumexp, xlogy
 
 __all__ = [
     "ErlangA",
@@ -44,8 +43,6 @@ __all__ = [
 
 _TAIL_MASS = 1e-14  # stationary mass dropped when truncating the Erlang A chain
 _MAX_QUEUE = 2**20  # largest queue length the Erlang A chain may need
-_NEGLIGIBLE = 1e-18  # probabilities treated as zero in the service-level sum
-_ROW_CHUNK = 4096  # rows per block when evaluating the binomial matrix
 
 
 def _require(condition: bool, message: str) -> None:
@@ -53,8 +50,18 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _check_rates(agents: int, arrival_rate: float, aht_s: float, min_agents: int = 1) -> None:
-    _require(agents >= min_agents, f"agents must be >= {min_agents}, got {agents}")
+def _clip01(value: float) -> float:
+    """Clamp a computed probability into [0, 1] (absorbs last-bit round-off)."""
+    return min(1.0, max(0.0, float(value)))
+
+
+def _check_load(agents: int, load: float) -> None:
+    _require(agents >= 0, f"agents must be >= 0, got {agents}")
+    _require(load >= 0.0, f"load must be >= 0, got {load}")
+
+
+def _check_rates(agents: int, arrival_rate: float, aht_s: float) -> None:
+    _require(agents >= 1, f"agents must be >= 1, got {agents}")
     _require(arrival_rate >= 0.0, f"arrival_rate must be >= 0, got {arrival_rate}")
     _require(aht_s > 0.0, f"aht_s must be > 0, got {aht_s}")
 
@@ -77,8 +84,7 @@ def erlang_b(agents: int, load: float) -> float:
     float
         ``B(n, a)`` via the stable recursion ``B_k = a B_{k-1} / (k + a B_{k-1})``.
     """
-    _require(agents >= 0, f"agents must be >= 0, got {agents}")
-    _require(load >= 0.0, f"load must be >= 0, got {load}")
+    _check_load(agents, load)
     blocking = 1.0
     for k in range(1, agents + 1):
         blocking = load * blocking / (k + load * blocking)
@@ -95,8 +101,8 @@ def erlang_c(agents: int, load: float) -> float:
     load : float
         Offered load in Erlangs.
     """
+    _check_load(agents, load)
     if load >= agents:
-        _require(load >= 0.0, f"load must be >= 0, got {load}")
         return 1.0
     blocking = erlang_b(agents, load)
     return agents * blocking / (agents - load * (1.0 - blocking))
@@ -205,29 +211,17 @@ def _erlang_a_stationary(agents: int, lam: float, mu: float, theta: float) -> np
         size *= 2
 
 
-def _answered_within(customers: int, served_by_t: float, abandon_by_t: float) -> np.ndarray:
-    """``P(Binomial(m, exp(-abandon_by_t)) <= Poisson(served_by_t))`` for ``m = 1..customers``.
+def _answered_within(customers: int, service: float, theta: float, target_s: float) -> np.ndarray:
+    """``P(sum_{i=1}^m Exp(service + i theta) <= target_s)`` for ``m = 1..customers``.
 
-    This is the CDF at ``t`` of a sum of exponentials with rates ``c + i theta``,
-    ``i = 1..m`` (``served_by_t = c t``, ``abandon_by_t = theta t``).  The
-    binomial CDF is evaluated as an upper tail in ``1 - exp(-theta t)`` for
-    accuracy when ``theta t`` is tiny.
+    Partial fractions of the hypoexponential density with rates ``c + i theta``
+    collapse to a Beta integral: the sum is distributed as ``-log(B) / theta``
+    with ``B ~ Beta(c / theta + 1, m)``.  Hence the CDF is the regularised
+    incomplete beta ``I_{1 - exp(-theta t)}(m, c / theta + 1)``, which is stable
+    for any rates (no alternating sums).
     """
-    spread = 12.0 * math.sqrt(served_by_t) + 40.0  # Poisson mass outside is < 1e-30
-    k_max = min(customers - 1, math.ceil(served_by_t + spread))
-    k = np.arange(max(0, math.floor(served_by_t - spread)), k_max + 1)
-    pois_pmf = np.exp(xlogy(k, served_by_t) - served_by_t - gammaln(k + 1))
-    pois_tail = float(pdtrc(k_max, served_by_t))  # exact when k_max == customers - 1
-    leave_t = -math.expm1(-abandon_by_t)
     m = np.arange(1, customers + 1)
-    # P(Bin(m, p) <= k) = P(Bin(m, 1 - p) >= m - k), decreasing in m for fixed k.
-    reach = bdtrc(m - k_max - 1, m, leave_t)
-    rows = int(np.searchsorted(-reach, -_NEGLIGIBLE, side="right"))
-    out = np.full(customers, pois_tail)
-    for start in range(0, rows, _ROW_CHUNK):
-        mm = m[start : min(rows, start + _ROW_CHUNK), None]
-        out[start : start + mm.shape[0]] += bdtrc(mm - k[None, :] - 1, mm, leave_t) @ pois_pmf
-    return np.minimum(out, 1.0)
+    return betainc(m, service / theta + 1.0, -math.expm1(-theta * target_s))
 
 
 def erlang_a(
@@ -257,7 +251,7 @@ def erlang_a(
     ------
     ValueError
         On invalid inputs, or if the chain is too long to evaluate (patience so
-        long that an overloaded queue holds more than ~2 million customers).
+        long that the queue would need more than ~1 million states).
     """
     _check_rates(agents, arrival_rate, aht_s)
     _require(patience_s > 0.0, f"patience_s must be > 0, got {patience_s}")
@@ -272,20 +266,20 @@ def erlang_a(
     leave_rate = service + theta * ahead_plus_one  # n mu + (j + 1) theta
     answer = service / leave_rate  # P(answered | j)
     wait_answered = np.cumsum(1.0 / leave_rate)  # E[V | answered, j]
-    within = _answered_within(queued.size, service * target_s, theta * target_s)
+    within = _answered_within(queued.size, service, theta, target_s)
 
     p_immediate = float(prob[:agents].sum())
     p_answered = p_immediate + float(queued @ answer)
     sl_offered = p_immediate + float(queued @ (answer * within))
     busy = float(np.minimum(np.arange(prob.size), agents) @ prob)
     return ErlangA(
-        p_wait=float(queued.sum()),
-        p_abandon=float(queued @ (theta * ahead_plus_one / leave_rate)),
+        p_wait=_clip01(queued.sum()),
+        p_abandon=_clip01(queued @ (theta * ahead_plus_one / leave_rate)),
         mean_wait_s=float(queued @ (ahead_plus_one / leave_rate)),
         mean_wait_answered_s=float(queued @ (answer * wait_answered)) / p_answered,
-        service_level_offered=sl_offered,
-        service_level_answered=min(1.0, sl_offered / p_answered),
-        occupancy=min(1.0, busy / agents),
+        service_level_offered=_clip01(sl_offered),
+        service_level_answered=_clip01(sl_offered / p_answered),
+        occupancy=_clip01(busy / agents),
     )
 
 
@@ -312,10 +306,11 @@ def priority_mean_waits(agents: int, arrival_rates: Sequence[float], aht_s: floa
         ``sigma_k >= 1``.
     """
     rates = np.asarray(arrival_rates, dtype=float)
-    _check_rates(agents, float(rates.sum()), aht_s)
+    total = float(rates.sum())
+    _check_rates(agents, total, aht_s)
     _require(bool(np.all(rates >= 0.0)), "arrival_rates must be >= 0")
     capacity = agents / aht_s
-    residual = erlang_c(agents, float(rates.sum()) * aht_s) / capacity
+    residual = erlang_c(agents, total * aht_s) / capacity
     sigma = np.concatenate([[0.0], np.cumsum(rates) / capacity])
     return [
         float(residual / ((1.0 - lo) * (1.0 - hi))) if hi < 1.0 else math.inf
