@@ -63,7 +63,7 @@ class Model:
         self.streams: list[CityStreams | None] = [None] * n_all
         self.overflow: list[tuple[float, list[int]] | None] = [None] * n_all
         self.agents: list[tuple[Agent, list[tuple[float, float]]]] = []
-        self.group_rows: list[tuple[int, int, str, str, int, float]] = []
+        self.group_rows: list[tuple[int, int, str, str, int, int, float]] = []
         n_ranks = len({t.rank for t in sc.tiers.values()})
         self.n_classes = 4 * n_ranks
         self.fcr = [t.fcr for t in sc.ticket_types.values()]
@@ -122,7 +122,7 @@ class Model:
             )
             self.agents.append((a, shifts))
         staffed = sum(_clip(s, e, self.warmup_s, self.horizon_s) for s, e in shifts)
-        self.group_rows.append((node, gid, g.employment, g.name, g.headcount, staffed))
+        self.group_rows.append((node, gid, g.employment, g.name, g.headcount, g.certification, staffed))
 
     # -- scheduling helpers ----------------------------------------------------------------
     def at(self, when: float, fn, arg) -> None:  # noqa: ANN001 - SimPy callback plumbing
@@ -313,10 +313,11 @@ class Model:
         for a, _ in self.agents:
             busy[a.group] = busy.get(a.group, 0.0) + a.busy_s
         rows = [
-            (self.book.cities[n], name, emp, hc, staffed * hc, busy.get(gid, 0.0))
-            for n, gid, emp, name, hc, staffed in self.group_rows
+            (self.book.cities[n], name, emp, hc, cert, staffed * hc, busy.get(gid, 0.0))
+            for n, gid, emp, name, hc, cert, staffed in self.group_rows
         ]
-        return pd.DataFrame(rows, columns=["city", "group", "employment", "headcount", "staffed_s", "busy_s"])
+        cols = ["city", "group", "employment", "headcount", "certification", "staffed_s", "busy_s"]
+        return pd.DataFrame(rows, columns=cols)
 
 
 def draw(d: Distribution, g: np.random.Generator) -> float:

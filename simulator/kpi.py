@@ -17,7 +17,12 @@ Definitions (contacts arriving after the warm-up; times in seconds):
 - ``mismatch_rate``: answered contacts needing a local language served by a non-speaker,
   over answered contacts needing one; ``could_not_understand`` counts them.
 - ``lost``: contacts lost to CRM outages. ``backlog_end``: contacts still waiting at the horizon.
-- ``occupancy``: agents' busy time over staffed time (city level).
+- ``response_index``: mean of log(1 + first response / channel target) over answered
+  contacts; a smooth measure of lateness that the satisfaction model uses.
+- ``unresolved``: agent-answered contacts not resolved; ``late``: contacts answered after
+  their target, abandoned or unserved (both counts, the raw material of complaints).
+- ``occupancy``: agents' busy time over staffed time (city level);
+  ``certification_mean``: busy-time-weighted certification level of the agents (city level).
 - ``follow_up_on_time``: follow-ups due before the horizon done by their due time (city level).
 """
 
@@ -37,7 +42,7 @@ KPI_COLUMNS = (
     "offered", "to_agents", "first_response_mean_s", "first_response_median_s",
     "first_response_p90_s", "sl_offered", "sl_answered", "asa_s", "p_wait", "abandon_rate",
     "fcr", "recontact_rate", "mismatch_rate", "could_not_understand", "lost", "backlog_end",
-    "occupancy", "follow_up_on_time",
+    "response_index", "unresolved", "late", "occupancy", "certification_mean", "follow_up_on_time",
 )
 
 
@@ -71,6 +76,9 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
             "lost": out == "lost",
             "unserved": out == "unserved",
             "response": np.where(answered, wait, np.nan),
+            "response_log": np.where(answered, np.log1p(np.maximum(wait, 0.0) / target), np.nan),
+            "unresolved": (out == "answered") & ~r["resolved"].to_numpy(),
+            "late": np.isin(out, ("abandoned", "unserved")) | (answered & (wait > target + 1e-9)),
             "agent_wait": np.where(out == "answered", wait, np.nan),
         }
     )
@@ -94,13 +102,15 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
     k["could_not_understand"] = s["mismatch"]
     k["lost"] = s["lost"]
     k["backlog_end"] = s["unserved"]
+    k["response_index"] = g["response_log"].mean()
+    k["unresolved"] = s["unresolved"]
+    k["late"] = s["late"]
     k.index.names = by or ["all"]
     k = k.reset_index()
     if by in (["city"], []):
         k = _add_city_level(k, run, by)
     else:
-        k["occupancy"] = np.nan
-        k["follow_up_on_time"] = np.nan
+        k["occupancy"] = k["certification_mean"] = k["follow_up_on_time"] = np.nan
     return k
 
 
@@ -118,11 +128,17 @@ def _add_city_level(k: pd.DataFrame, run: RunResult, by: list[str]) -> pd.DataFr
         a = a[a["city"].isin(k["city"])]
         occ = a.groupby("city")["busy_s"].sum() / a.groupby("city")["staffed_s"].sum().where(lambda x: x > 0)
         fot = on_time.groupby(fu["city"].astype(str)).mean() if len(fu) else pd.Series(dtype=float)
+        cert = (a["certification"] * a["busy_s"]).groupby(a["city"]).sum() / a.groupby("city")[
+            "busy_s"
+        ].sum().where(lambda x: x > 0)
         k["occupancy"] = k["city"].map(occ).astype(float)
+        k["certification_mean"] = k["city"].map(cert).astype(float)
         k["follow_up_on_time"] = k["city"].map(fot).astype(float)
     else:
         staffed = a["staffed_s"].sum()
         k["occupancy"] = a["busy_s"].sum() / staffed if staffed > 0 else np.nan
+        busy = a["busy_s"].sum()
+        k["certification_mean"] = (a["certification"] * a["busy_s"]).sum() / busy if busy > 0 else np.nan
         k["follow_up_on_time"] = on_time.mean() if len(fu) else np.nan
     return k
 

@@ -259,8 +259,27 @@ class Profiles(Spec):
         return [w / m for w in self.day_of_week]
 
 
+DIMENSIONS = ("response_speed", "resolution", "attitude", "follow_up")
+
+
+class Observed(Spec):
+    """Scores measured in the real department, the targets of ``capplan calibrate``."""
+
+    cities: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = {}
+    national: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = {}
+    feedback_cases: NonNegativeInt | None = None
+
+    @field_validator("national")
+    @classmethod
+    def _national_keys(cls, v: dict[str, float]) -> dict[str, float]:
+        for key in v:
+            if key not in DIMENSIONS + ("overall",):
+                raise ValueError(f"unknown name '{key}'; allowed: {', '.join(DIMENSIONS + ('overall',))}")
+        return v
+
+
 class Satisfaction(Spec):
-    """Weights of the four scored dimensions and where the fitted parameters live."""
+    """Weights of the four scored dimensions, the fitted parameters' file, the observed scores."""
 
     weights: dict[str, NonNegativeFloat] = {
         "response_speed": 0.3,
@@ -269,15 +288,62 @@ class Satisfaction(Spec):
         "follow_up": 0.1,
     }
     parameters_file: str | None = None
+    observed: Observed | None = None
 
     @field_validator("weights")
     @classmethod
     def _weights(cls, w: dict[str, float]) -> dict[str, float]:
-        expected = {"response_speed", "resolution", "attitude", "follow_up"}
+        expected = set(DIMENSIONS)
         if set(w) != expected:
             raise ValueError(f"weights need exactly {sorted(expected)}")
         _check_shares(w, "weights")
         return w
+
+
+class ChatbotLevel(Spec):
+    """A chatbot penetration level a city may buy, with its monthly cost."""
+
+    penetration: Share
+    cost_per_month: NonNegativeFloat
+
+
+class Targets(Spec):
+    """What a plan must achieve (defaults from the improvement plan)."""
+
+    mean_first_response_h: PositiveFloat | None = 2.0
+    channel_target_share: Share | None = 0.8
+    city_score_min: Annotated[float, Field(ge=0.0, le=100.0)] | None = 88.0
+    national_score_min: Annotated[float, Field(ge=0.0, le=100.0)] | None = 90.0
+    dialect_coverage_min: Share | None = 0.8
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+
+class Planning(Spec):
+    """Decisions the optimizer may take per city, their costs (yuan) and limits, and the targets."""
+
+    agent_hours_per_month: PositiveFloat = 168.0
+    hire_cost_per_month: NonNegativeFloat = 12_000.0
+    temporary_cost_per_month: NonNegativeFloat = 9_000.0
+    language_training_cost: NonNegativeFloat = 3_000.0
+    certification_cost_per_level: NonNegativeFloat = 2_000.0
+    triage_cost: NonNegativeFloat = 20_000.0
+    chatbot_levels: tuple[ChatbotLevel, ...] = (
+        ChatbotLevel(penetration=0.45, cost_per_month=0.0),
+        ChatbotLevel(penetration=0.6, cost_per_month=30_000.0),
+        ChatbotLevel(penetration=0.7, cost_per_month=60_000.0),
+    )
+    shift_patterns: dict[str, Shift] = {
+        "early": Shift(start_h=7.0, length_h=8.0),
+        "day": Shift(start_h=9.0, length_h=8.0),
+        "late": Shift(start_h=13.0, length_h=8.0),
+        "evening": Shift(start_h=16.0, length_h=8.0),
+        "night": Shift(start_h=23.0, length_h=8.0),
+    }
+    max_hires_per_city: NonNegativeInt | None = None
+    max_temporary_per_city: NonNegativeInt | None = None
+    max_trained_per_month: NonNegativeInt | None = None
+    budget_per_month: NonNegativeFloat | None = None
+    targets: Targets = Targets()
 
 
 def _default_channels() -> dict[str, Channel]:
@@ -316,6 +382,7 @@ class Scenario(Spec):
     outage_recontact_probability: Share = 0.8
     outage_recontact_delay: Distribution = Distribution(dist="exponential", mean_s=4 * 3600.0)
     satisfaction: Satisfaction = Satisfaction()
+    planning: Planning = Planning()
     assumptions: dict[str, str] = {}
 
     @model_validator(mode="after")
@@ -341,6 +408,9 @@ class Scenario(Spec):
             if pname in self.cities:
                 raise ValueError(f"pools.{pname}: a pool may not share a city's name")
             self._check_groups(f"pools.{pname}", pool.agent_groups)
+        if self.satisfaction.observed is not None:
+            for c in self.satisfaction.observed.cities:
+                _known(c, self.cities, "satisfaction.observed.cities")
         for i, out in enumerate(self.outages):
             if out.cities != "all":
                 for c in out.cities:

@@ -1,0 +1,148 @@
+"""Stage 5 of 7: city KPIs -> the four scored satisfaction dimensions and the weighted overall.
+
+Each dimension is a logistic function of a few "badness" features computed from simulated
+KPIs, with non-negative slopes, so every score is smooth and monotone (worse operations
+never raise a score) and bounded in (0, 100):
+
+    score_d = 100 * expit(intercept_d - sum_i slope_di * feature_i)
+
+=================  =====================================================================
+dimension          features (all 0 when operations are perfect, larger is worse)
+=================  =====================================================================
+response_speed     late_share (answered after target, abandoned or unserved / offered),
+                   response_index (mean log(1 + first response / target))
+resolution         unresolved_share (1 - FCR), recontact_rate, lost_share
+attitude           mismatch_share (served by a non-speaker / offered), certification_gap
+                   ((5 - mean certification) / 5), overload (smooth hinge of occupancy
+                   above 85 %: tired agents)
+follow_up          follow_up_miss (follow-ups not done within 24 h)
+=================  =====================================================================
+
+The overall score weights the dimensions (30/40/20/10 by default, from the scenario). The
+national score is the volume-weighted mean of city scores. The parameters are shared by
+all cities, so no per-city constant can absorb the fit: a city's score comes from its
+operations alone. ``calibrate`` fits them to observed scores with scipy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+DIMENSIONS = ("response_speed", "resolution", "attitude", "follow_up")
+FEATURES: dict[str, tuple[str, ...]] = {
+    "response_speed": ("late_share", "response_index"),
+    "resolution": ("unresolved_share", "recontact_rate", "lost_share"),
+    "attitude": ("mismatch_share", "certification_gap", "overload"),
+    "follow_up": ("follow_up_miss",),
+}
+COMPLAINT_CAUSES = {  # cause -> KPI count it is drawn from
+    "could_not_understand": "could_not_understand",
+    "unresolved": "unresolved",
+    "slow_response": "late",
+    "lost_ticket": "lost",
+}
+MAX_CERTIFICATION = 5.0
+OVERLOAD_KNEE, OVERLOAD_WIDTH = 0.85, 0.03
+
+
+def features(kpis: pd.DataFrame) -> pd.DataFrame:
+    """The satisfaction features of each row of a city-level KPI frame (means over replications)."""
+    offered = kpis["offered"].where(kpis["offered"] > 0)
+    occ = kpis["occupancy"].fillna(0.0)
+    f = pd.DataFrame(index=kpis.index)
+    f["late_share"] = kpis["late"] / offered
+    f["response_index"] = kpis["response_index"]
+    f["unresolved_share"] = 1.0 - kpis["fcr"]
+    f["recontact_rate"] = kpis["recontact_rate"]
+    f["lost_share"] = kpis["lost"] / (offered + kpis["lost"])
+    f["mismatch_share"] = kpis["could_not_understand"] / offered
+    f["certification_gap"] = (MAX_CERTIFICATION - kpis["certification_mean"]) / MAX_CERTIFICATION
+    f["overload"] = OVERLOAD_WIDTH * np.logaddexp(0.0, (occ - OVERLOAD_KNEE) / OVERLOAD_WIDTH)
+    f["follow_up_miss"] = 1.0 - kpis["follow_up_on_time"]
+    return f.fillna(0.0)
+
+
+@dataclass(frozen=True)
+class SatisfactionModel:
+    """Fitted (or prior) parameters of the four dimension functions and their weights."""
+
+    intercepts: Mapping[str, float]
+    slopes: Mapping[str, Mapping[str, float]]
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {"response_speed": 0.3, "resolution": 0.4, "attitude": 0.2, "follow_up": 0.1}
+    )
+    complaint_propensity: Mapping[str, float] = field(
+        default_factory=lambda: {"could_not_understand": 0.05, "unresolved": 0.02,
+                                 "slow_response": 0.002, "lost_ticket": 0.3}
+    )
+    calibrated: bool = False
+
+    def __post_init__(self) -> None:
+        for d in DIMENSIONS:
+            bad = [k for k, v in self.slopes[d].items() if v < 0]
+            if bad:
+                raise ValueError(f"slopes must be >= 0 (monotone scores); {d}: {bad}")
+
+    def scores(self, kpis: pd.DataFrame) -> pd.DataFrame:
+        """Dimension scores and ``overall`` (0-100) for each row of a city KPI frame."""
+        f = features(kpis)
+        out = pd.DataFrame(index=kpis.index)
+        for d in DIMENSIONS:
+            z = self.intercepts[d] - sum(self.slopes[d][x] * f[x] for x in FEATURES[d])
+            out[d] = 100.0 * expit(z)
+        out["overall"] = sum(self.weights[d] * out[d] for d in DIMENSIONS)
+        return out
+
+    def complaints(self, kpis: pd.DataFrame) -> pd.DataFrame:
+        """Expected complaints by cause: a propensity times the count of contacts with that cause."""
+        return pd.DataFrame(
+            {c: self.complaint_propensity[c] * kpis[k] for c, k in COMPLAINT_CAUSES.items()},
+            index=kpis.index,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "intercepts": dict(self.intercepts),
+            "slopes": {d: dict(v) for d, v in self.slopes.items()},
+            "weights": dict(self.weights),
+            "complaint_propensity": dict(self.complaint_propensity),
+            "calibrated": self.calibrated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> SatisfactionModel:
+        return cls(
+            intercepts=dict(data["intercepts"]),
+            slopes={d: dict(v) for d, v in data["slopes"].items()},
+            weights=dict(data.get("weights", cls.prior().weights)),
+            complaint_propensity=dict(data.get("complaint_propensity", cls.prior().complaint_propensity)),
+            calibrated=bool(data.get("calibrated", False)),
+        )
+
+    def with_weights(self, weights: Mapping[str, float]) -> SatisfactionModel:
+        return SatisfactionModel(self.intercepts, self.slopes, dict(weights), self.complaint_propensity,
+                                 self.calibrated)
+
+    @classmethod
+    def prior(cls) -> SatisfactionModel:
+        """Uncalibrated defaults: plausible magnitudes, the starting point and anchor of the fit."""
+        return cls(
+            intercepts={"response_speed": 3.0, "resolution": 3.0, "attitude": 3.0, "follow_up": 2.5},
+            slopes={
+                "response_speed": {"late_share": 2.0, "response_index": 0.5},
+                "resolution": {"unresolved_share": 3.0, "recontact_rate": 2.0, "lost_share": 5.0},
+                "attitude": {"mismatch_share": 5.0, "certification_gap": 1.0, "overload": 5.0},
+                "follow_up": {"follow_up_miss": 1.5},
+            },
+        )
+
+
+def national(scores: pd.DataFrame, volume: pd.Series) -> pd.Series:
+    """Volume-weighted national mean of each score column."""
+    w = volume / volume.sum()
+    return scores.mul(w, axis=0).sum()
