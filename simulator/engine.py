@@ -257,6 +257,9 @@ class Model:
         a.busy_s += _clip(now, end, self.warmup_s, self.horizon_s)
         return h
 
+    def add_overtime(self, a: Agent, start: float, end: float) -> None:
+        a.overtime_s += _clip(start, end, self.warmup_s, self.horizon_s)
+
     def end_shift(self, a: Agent) -> None:
         a.on_shift = False
         if self.routers[a.home].remove_idle(a):
@@ -310,10 +313,12 @@ class Model:
 
     def agent_frame(self) -> pd.DataFrame:
         busy: dict[int, float] = {}
+        over: dict[int, float] = {}
         for a, _ in self.agents:
             busy[a.group] = busy.get(a.group, 0.0) + a.busy_s
+            over[a.group] = over.get(a.group, 0.0) + a.overtime_s
         rows = [
-            (self.book.cities[n], name, emp, hc, cert, staffed * hc, busy.get(gid, 0.0))
+            (self.book.cities[n], name, emp, hc, cert, staffed * hc + over.get(gid, 0.0), busy.get(gid, 0.0))
             for n, gid, emp, name, hc, cert, staffed in self.group_rows
         ]
         cols = ["city", "group", "employment", "headcount", "certification", "staffed_s", "busy_s"]

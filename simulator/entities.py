@@ -73,7 +73,7 @@ class Agent:
 
     __slots__ = (
         "group", "home", "languages", "handle_mult", "fcr_mult", "fcr_add", "certification",
-        "wake", "on_shift", "busy_s",
+        "wake", "on_shift", "busy_s", "overtime_s",
     )
 
     def __init__(
@@ -86,6 +86,7 @@ class Agent:
         self.wake = None
         self.on_shift = False
         self.busy_s = 0.0
+        self.overtime_s = 0.0
 
 
 @dataclass(frozen=True)

@@ -50,4 +50,7 @@ def agent(
                 job = yield me.wake
                 if job is None:
                     break
-            yield env.timeout(model.serve(me, job, env.now))
+            began = env.now
+            yield env.timeout(model.serve(me, job, began))
+            if env.now > end:  # finished after the shift: overtime counts as staffed time
+                model.add_overtime(me, max(began, end), env.now)
