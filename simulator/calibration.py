@@ -18,6 +18,9 @@ import pandas as pd
 import yaml
 from scipy.optimize import least_squares
 
+from simulator.diagnostics import ScenarioError
+from simulator.kpi import replicate
+from simulator.rundir import atomic_write
 from simulator.satisfaction import DIMENSIONS, FEATURES, SatisfactionModel, national
 from simulator.scenario import Observed, Scenario
 
@@ -139,8 +142,9 @@ def model_for(scenario: Scenario) -> SatisfactionModel:
     if path is not None:
         p = Path(path)
         if not p.exists():
-            raise FileNotFoundError(
-                f"satisfaction.parameters_file: {p} does not exist; run `capplan calibrate` to create it"
+            raise ScenarioError(
+                scenario.name, "satisfaction.parameters_file",
+                f"{p} does not exist. Fix: run `capplan calibrate` on the scenario to create it",
             )
         data = yaml.safe_load(p.read_text())
         base = SatisfactionModel.from_dict(data["parameters"])
@@ -149,8 +153,64 @@ def model_for(scenario: Scenario) -> SatisfactionModel:
 
 def save_fit(fit_: Fit, path: str | Path, extra: Mapping | None = None) -> None:
     """Write parameters and residuals as YAML, atomically."""
-    p = Path(path)
     doc = fit_.to_dict() | dict(extra or {})
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(p)
+    atomic_write(Path(path), lambda p: p.write_text(yaml.safe_dump(doc, sort_keys=False)))
+
+
+def scale_complaints(model: SatisfactionModel, kpis: pd.DataFrame, total: int) -> SatisfactionModel:
+    """Scale the complaint propensities (their ratios are assumptions) so the month's total matches."""
+    expected = float(model.complaints(kpis).to_numpy().sum())
+    k = total / expected if expected > 0 else 1.0
+    prop = {c: v * k for c, v in model.complaint_propensity.items()}
+    return SatisfactionModel(model.intercepts, model.slopes, model.weights, prop, model.calibrated)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``capplan calibrate`` produced: the fit, the leave-one-out check and the inputs."""
+
+    fit: Fit
+    loo: pd.DataFrame
+    kpis: pd.DataFrame
+
+    def text(self) -> str:
+        """The fit as a terminal report."""
+        c = self.fit.cities.merge(self.loo[["city", "predicted", "error"]], on="city")
+        lines = [
+            "satisfaction fit (overall score per named city; LOO = refit without that city)",
+            c.to_string(index=False, float_format=lambda v: f"{v:7.2f}"),
+            "",
+            "national scores",
+            self.fit.national.to_string(index=False, float_format=lambda v: f"{v:7.2f}"),
+            "",
+            f"max |residual|: cities {self.fit.cities['residual'].abs().max():.2f}, "
+            f"national {self.fit.national['residual'].abs().max():.2f}; "
+            f"leave-one-out mean |error| {self.loo['error'].abs().mean():.2f}, "
+            f"max {self.loo['error'].abs().max():.2f}",
+        ]
+        return "\n".join(lines)
+
+
+def calibrate(
+    scenario: Scenario, path: str | Path, *, replications: int | None = None, seed: int | None = None,
+    progress: bool = False,
+) -> Calibration:
+    """Simulate the scenario on ``fit`` streams, fit, check by leave-one-out, write ``path``."""
+    observed = scenario.satisfaction.observed
+    assert observed is not None
+    n = replications or scenario.replications
+    root = scenario.seed if seed is None else seed
+    reps = replicate(scenario, n, seed=root, purpose="fit", groupings=(("city",),), progress=progress)
+    kpis = city_means(reps.kpis(("city",)))
+    kpis.index = kpis.index.astype(str)
+    prior = SatisfactionModel.prior().with_weights(scenario.satisfaction.weights)
+    result = fit(kpis, observed, prior)
+    if observed.feedback_cases:
+        model = scale_complaints(result.model, kpis, observed.feedback_cases)
+        result = Fit(model, result.cities, result.national, result.cost, result.success)
+    loo = leave_one_out(kpis, observed, prior)
+    save_fit(result, path, {
+        "leave_one_out": _records(loo),
+        "inputs": {"scenario": scenario.name, "replications": n, "seed": root, "purpose": "fit"},
+    })
+    return Calibration(result, loo, kpis)

@@ -154,6 +154,70 @@ def simulate_command(
     return EXIT_OK
 
 
+ReplicationsOption = Annotated[
+    int | None,
+    typer.Option("--replications", "-n", min=2, help="Replications (default: the scenario's)."),
+]
+SeedOption = Annotated[int | None, typer.Option(min=0, help="Root seed (default: the scenario's).")]
+
+
+@app.command("calibrate")
+def calibrate_command(
+    scenario: ScenarioPath,
+    replications: ReplicationsOption = None,
+    seed: SeedOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", dir_okay=False,
+                     help="Parameters file (default: the scenario's satisfaction.parameters_file)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> int:
+    """Fit the satisfaction model to the scenario's observed scores; write parameters and residuals."""
+    from simulator.calibration import calibrate
+
+    sc = load_scenario(scenario)
+    target = out or sc.satisfaction.parameters_file
+    if sc.satisfaction.observed is None or target is None:
+        missing = "satisfaction.observed" if sc.satisfaction.observed is None else "satisfaction.parameters_file"
+        raise ScenarioError(str(scenario), missing, "calibration needs observed scores and a parameters file "
+                            "(set satisfaction.parameters_file or pass --out)")
+    result = calibrate(sc, target, replications=replications, seed=seed, progress=progress)
+    typer.echo(result.text())
+    typer.echo(f"wrote {target}")
+    return EXIT_OK
+
+
+@app.command("compare")
+def compare_command(
+    base: ScenarioPath,
+    whatif: ScenarioPath,
+    replications: ReplicationsOption = None,
+    seed: SeedOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the full comparison as CSV.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> int:
+    """Run BASE and WHATIF under common random numbers; print each city's changes with 95 % CIs."""
+    from simulator.compare import compare
+    from simulator.report import comparison_table
+
+    a, b = load_scenario(base), load_scenario(whatif)
+    n = replications or max(a.replications, b.replications)
+    root = a.seed if seed is None else seed
+    table = compare(a, b, n, root, progress=progress)
+    typer.echo(f"{b.name} vs {a.name}: {n} paired replications, seed {root}; "
+               "change = what-if - base, * = significant at 95 %")
+    typer.echo(comparison_table(table, a))
+    if out is not None:
+        from simulator.rundir import atomic_write
+
+        atomic_write(Path(out), lambda p: table.to_csv(p, index=False))
+        typer.echo(f"wrote {out}")
+    return EXIT_OK
+
+
 def _cities(text: str | None, known: list[str]) -> list[str] | None:
     """``A,B`` -> the list of cities, checked against the scenario's."""
     if text is None:

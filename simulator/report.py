@@ -123,3 +123,38 @@ def scenario_line(sc: Scenario) -> str:
     if sc.pools:
         parts.insert(1, f"{len(sc.pools)} pools")
     return f"{sc.name}, " + ", ".join(parts)
+
+
+COMPARE_KPIS: tuple[Column, ...] = (
+    Column("overall", "score", 1, 1),
+    Column("response_speed", "speed", 1, 1),
+    Column("resolution", "resol.", 1, 1),
+    Column("attitude", "attit.", 1, 1),
+    Column("follow_up", "follow", 1, 1),
+    Column("first_response_mean_s", "1st resp h", 1 / 3600, 2),
+    Column("sl_offered", "SL off %", 100, 1),
+    Column("fcr", "FCR %", 100, 1),
+    Column("mismatch_rate", "mismatch %", 100, 1),
+    Column("lost", "lost", 1, 0),
+)
+
+
+def comparison_table(table: pd.DataFrame, base: Scenario, columns: Sequence[Column] = COMPARE_KPIS) -> str:
+    """Per city: the what-if score, then each KPI's change ``±`` half-width, ``*`` if significant."""
+    rows = []
+    for city, g in table.groupby("city", sort=False):
+        g = g.set_index("kpi")
+        row = {"city": city, "score after": _cell(g.loc["overall", "whatif"], math.nan, columns[0])
+               if "overall" in g.index else "-"}
+        for c in columns:
+            if c.kpi not in g.index:
+                row[c.header] = "-"
+                continue
+            r = g.loc[c.kpi]
+            cell = _cell(r["change"], r["half_width"], c)
+            row[c.header] = ("+" if r["change"] > 0 else "") + cell + ("*" if r["significant"] else "")
+        rows.append(row)
+    order = list(base.cities) + [NATIONAL]
+    frame = pd.DataFrame(rows).set_index("city")
+    frame = frame.loc[[c for c in order if c in frame.index]]
+    return frame.to_string()

@@ -146,3 +146,19 @@ def national(scores: pd.DataFrame, volume: pd.Series) -> pd.Series:
     """Volume-weighted national mean of each score column."""
     w = volume / volume.sum()
     return scores.mul(w, axis=0).sum()
+
+
+def score_replications(per_rep: pd.DataFrame, model: SatisfactionModel) -> pd.DataFrame:
+    """Scores of every city in every replication, plus a national row (``city == "ALL"``).
+
+    ``per_rep`` is ``Replications.kpis(("city",))``; the national score of a replication is
+    the offered-volume-weighted mean of its city scores.
+    """
+    rows = []
+    for rep, k in per_rep.groupby("replication", sort=True):
+        k = k.set_index(k["city"].astype(str))
+        s = model.scores(k)
+        s.loc["ALL"] = national(s, k["offered"])
+        s.insert(0, "replication", rep)
+        rows.append(s.rename_axis("city").reset_index())
+    return pd.concat(rows, ignore_index=True)
