@@ -94,7 +94,8 @@ class CityDemand:
         self.p_tier = _probs(sc.tier_mix_of(city), self.tiers)
         self.lang_codes = np.array([languages.index(lang) for lang in c.languages] + [-1])
         shares = list(c.languages.values())
-        self.p_lang = np.array(shares + [1.0 - sum(shares)])
+        self.p_lang = np.array(shares + [max(0.0, 1.0 - sum(shares))])
+        self.p_lang /= self.p_lang.sum()
         self.tickets_per_day = c.tickets_per_day
         self.volume_cv = c.volume_cv
         self.hour_w = np.array(sc.profiles.hourly_weights())

@@ -147,9 +147,14 @@ class Model:
         if day.deflected[i]:
             self.rec.add(t, t.arrival_s + self.sc.chatbot.response_s, DEFLECTED, Recorder.RESOLVED, -1)
             return
-        if self.demands[node].bot_ok[t.ttype, t.channel] and self.sc.chatbot.response_s > 0:
-            t.deadline_s += self.sc.chatbot.response_s  # escalated: joins the queue after the bot
-            self.at(t.arrival_s + self.sc.chatbot.response_s, self.offer, t)
+        d = self.demands[node]
+        bot_s = self.sc.chatbot.response_s
+        if bot_s > 0 and d.penetration > 0 and d.bot_ok[t.ttype, t.channel]:
+            t.deadline_s += bot_s  # escalated: joins the queue after the bot
+            if t.arrival_s + bot_s >= self.horizon_s:
+                self.rec.add(t, NAN, UNSERVED, 0, -1)
+            else:
+                self.at(t.arrival_s + bot_s, self.offer, t)
             return
         self.offer(t)
 
@@ -177,16 +182,25 @@ class Model:
         if t.state == WAITING:
             self.abandon(t, self.env.now)
 
+    def _still_waiting(self, t: Ticket) -> bool:
+        """True if ``t`` waits; a ticket past its deadline is recorded as abandoned first."""
+        if t.state != WAITING:
+            return False
+        if t.deadline_s <= self.env.now:
+            self.abandon(t, self.env.now)
+            return False
+        return True
+
     def release(self, t: Ticket) -> None:
         """A language ticket's wait limit is over: any idle agent may take it now."""
-        if t.state == WAITING:
+        if self._still_waiting(t):
             a = self.routers[t.city].choose_agent(t, self.env.now)
             if a is not None:
                 self.dispatch(a, t)
 
     def spill(self, t: Ticket) -> None:
         """Overflow: offer a ticket that waited too long to the targets' agents."""
-        if t.state != WAITING:
+        if not self._still_waiting(t):
             return
         for target in self.overflow[t.city][1]:
             a = self.routers[target].choose_agent(t, self.env.now)
@@ -253,7 +267,8 @@ class Model:
             res = self.sc.resolution
             if g.random() < res.recontact_probability:
                 self.again(t, RECONTACT, end + draw(res.recontact_delay, g))
-        self.rec.add(t, now, ANSWERED, flags, a.group)
+        # a timeout can land one rounding step before its target time: never a negative wait
+        self.rec.add(t, now if now > t.arrival_s else t.arrival_s, ANSWERED, flags, a.group)
         a.busy_s += _clip(now, end, self.warmup_s, self.horizon_s)
         return h
 

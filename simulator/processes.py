@@ -37,7 +37,8 @@ def agent(
 ) -> ProcessGenerator:
     """Work each shift: take the next job, serve it, repeat; finish the job in hand at shift end."""
     router = model.routers[me.home]
-    for start, end in shifts:
+    starts = [s for s, _ in shifts[1:]] + [float("inf")]
+    for (start, end), next_start in zip(shifts, starts):
         if start > env.now:
             yield env.timeout(start - env.now)
         me.on_shift = True
@@ -51,6 +52,7 @@ def agent(
                 if job is None:
                     break
             began = env.now
-            yield env.timeout(model.serve(me, job, began))
-            if env.now > end:  # finished after the shift: overtime counts as staffed time
-                model.add_overtime(me, max(began, end), env.now)
+            handle = model.serve(me, job, began)
+            if began + handle > end:  # work past the shift end is overtime, staffed time too
+                model.add_overtime(me, max(began, end), min(began + handle, next_start))
+            yield env.timeout(handle)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from simulator.entities import WAITING, Agent, FollowUpTask, Ticket
 
 Job = Ticket | FollowUpTask
+EPS = 1e-9  # seconds: a timer set for arrival + wait may fire one rounding step early
 
 
 class Router:
@@ -116,7 +117,7 @@ class SkillsRouter(PriorityRouter):
                 a = speakers.popleft()
                 if self.remove_idle(a):
                     return a
-            if now - ticket.arrival_s < self.wait_s:
+            if now - ticket.arrival_s < self.wait_s - EPS:
                 return None
         return self._prefer_plain()
 
@@ -142,7 +143,7 @@ class SkillsRouter(PriorityRouter):
             best, best_q = self._head(q, now), q
             for lang, lq in self.lang_queues[cls].items():
                 t = self._head(lq, now)
-                if t is None or (lang not in agent.languages and now - t.arrival_s < self.wait_s):
+                if t is None or (lang not in agent.languages and now - t.arrival_s < self.wait_s - EPS):
                     continue
                 if best is None or t.arrival_s < best.arrival_s:
                     best, best_q = t, lq

@@ -389,6 +389,11 @@ class Scenario(Spec):
     def _cross_references(self) -> Scenario:
         if not self.cities:
             raise ValueError("cities: at least one city is needed")
+        languages = {lang for c in self.cities.values() for lang in c.languages}
+        for field, n, most in (("ticket_types", len(self.ticket_types), 16), ("tiers", len(self.tiers), 16),
+                               ("channels", len(self.channels), 64), ("languages (all cities)", len(languages), 63)):
+            if n > most:
+                raise ValueError(f"{field}: at most {most} are supported, got {n}")
         _check_shares(self.channel_mix, "channel_mix")
         _check_shares({k: t.share for k, t in self.tiers.items()}, "tiers.*.share")
         if self.type_mix is not None:
