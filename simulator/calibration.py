@@ -24,7 +24,7 @@ from simulator.rundir import atomic_write
 from simulator.satisfaction import DIMENSIONS, FEATURES, SatisfactionModel, national
 from simulator.scenario import Observed, Scenario
 
-RIDGE = 0.15  # weight of the pull toward the prior, per parameter (in score points per unit)
+RIDGE = 0.05  # weight of the pull toward the prior (score points per unit of a parameter, x10)
 NATIONAL_WEIGHT = 2.0  # a national score rests on 5,842 respondents, a city's on ~180
 
 

@@ -62,6 +62,9 @@ class Model:
         self.demands: list[CityDemand | None] = [None] * n_all
         self.streams: list[CityStreams | None] = [None] * n_all
         self.overflow: list[tuple[float, list[int]] | None] = [None] * n_all
+        self.follow_up_share = [
+            sc.cities[n].follow_up_share if n in sc.cities else 0.0 for n in book.cities
+        ]
         self.agents: list[tuple[Agent, list[tuple[float, float]]]] = []
         self.group_rows: list[tuple[int, int, str, str, int, int, float]] = []
         n_ranks = len({t.rank for t in sc.tiers.values()})
@@ -258,10 +261,7 @@ class Model:
         if t.u_resolve < p:
             flags |= Recorder.RESOLVED
             if self.follows[t.ttype]:
-                fu = self.sc.follow_up
-                g = self.streams[t.city].recontact
-                task = FollowUpTask(t.city, end, end + fu.due_s, draw(fu.handle, g))
-                self.at(end, self.routers[t.city].follow_ups.append, task)
+                self._owe_follow_up(t.city, end)
         else:
             g = self.streams[t.city].recontact
             res = self.sc.resolution
@@ -274,6 +274,16 @@ class Model:
 
     def add_overtime(self, a: Agent, start: float, end: float) -> None:
         a.overtime_s += _clip(start, end, self.warmup_s, self.horizon_s)
+
+    def _owe_follow_up(self, city: int, created: float) -> None:
+        """A resolved complex ticket owes a follow-up: scheduled, or (no closed loop) never made."""
+        fu = self.sc.follow_up
+        g = self.streams[city].recontact
+        if g.random() >= self.follow_up_share[city]:
+            self.fu_rows.append((city, created, created + fu.due_s, NAN))
+            return
+        task = FollowUpTask(city, created, created + fu.due_s, draw(fu.handle, g))
+        self.at(created, self.routers[city].follow_ups.append, task)
 
     def end_shift(self, a: Agent) -> None:
         a.on_shift = False

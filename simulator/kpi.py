@@ -13,7 +13,9 @@ Definitions (contacts arriving after the warm-up; times in seconds):
   agents that did not find one free (Erlang C's and Erlang A's P(wait)).
 - ``abandon_rate``: abandoned over contacts reaching agents.
 - ``fcr``: share of first contacts (kind primary) handled by agent or chatbot that were
-  resolved then. ``recontact_rate``: re-contacts over first contacts.
+  resolved then. ``recontact_rate``: re-contacts over first contacts; ``repeat_rate``: every
+  further contact (retry after hanging up, re-contact, return after an outage) over first
+  contacts: the customer's repeated effort.
 - ``mismatch_rate``: answered contacts needing a local language served by a non-speaker,
   over answered contacts needing one; ``could_not_understand`` counts them.
 - ``lost``: contacts lost to CRM outages. ``backlog_end``: contacts still waiting at the horizon.
@@ -23,7 +25,8 @@ Definitions (contacts arriving after the warm-up; times in seconds):
   their target, abandoned or unserved (both counts, the raw material of complaints).
 - ``occupancy``: agents' busy time over staffed time (city level);
   ``certification_mean``: busy-time-weighted certification level of the agents (city level).
-- ``follow_up_on_time``: follow-ups due before the horizon done by their due time (city level).
+- ``follow_up_on_time``: follow-ups owed (due before the horizon) done by their due time,
+  those a centre never schedules counted as missed (city level).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from simulator.scenario import Scenario
 KPI_COLUMNS = (
     "offered", "to_agents", "first_response_mean_s", "first_response_median_s",
     "first_response_p90_s", "sl_offered", "sl_answered", "asa_s", "p_wait", "abandon_rate",
-    "fcr", "recontact_rate", "mismatch_rate", "could_not_understand", "lost", "backlog_end",
+    "fcr", "recontact_rate", "repeat_rate", "mismatch_rate", "could_not_understand", "lost", "backlog_end",
     "response_index", "unresolved", "late", "occupancy", "certification_mean", "follow_up_on_time",
 )
 
@@ -71,6 +74,7 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
             "primary_resolved": (kind == "primary") & answered & r["resolved"].to_numpy(),
             "primary": (kind == "primary"),
             "recontact": kind == "recontact",
+            "repeat": np.isin(kind, ("retry", "recontact", "outage_return")),
             "lang_answered": needs_lang & (out == "answered"),
             "mismatch": r["mismatch"].to_numpy() & (out == "answered"),
             "lost": out == "lost",
@@ -98,6 +102,7 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
     k["abandon_rate"] = _ratio(s["abandoned"], s["to_agents"])
     k["fcr"] = _ratio(s["primary_resolved"], s["primary_handled"])
     k["recontact_rate"] = _ratio(s["recontact"], s["primary"])
+    k["repeat_rate"] = _ratio(s["repeat"], s["primary"])
     k["mismatch_rate"] = _ratio(s["mismatch"], s["lang_answered"])
     k["could_not_understand"] = s["mismatch"]
     k["lost"] = s["lost"]

@@ -6,22 +6,28 @@ never raise a score) and bounded in (0, 100):
 
     score_d = 100 * expit(intercept_d - sum_i slope_di * feature_i)
 
+Shares enter as ``log(1 + share / scale)`` (Weber-Fechner): customers notice the first
+late answers or misunderstandings far more than the difference between bad and very bad,
+so a score is most sensitive near good operations and saturates when things are bad. The
+scales below are part of the model's definition, not fitted.
+
 =================  =====================================================================
-dimension          features (all 0 when operations are perfect, larger is worse)
+dimension          features (0 when operations are perfect, larger is worse)
 =================  =====================================================================
 response_speed     late_share (answered after target, abandoned or unserved / offered),
                    response_index (mean log(1 + first response / target))
-resolution         unresolved_share (1 - FCR), recontact_rate, lost_share
+resolution         unresolved_share (1 - FCR), repeat_rate (retries, re-contacts and
+                   returns after outages per first contact), lost_share
 attitude           mismatch_share (served by a non-speaker / offered), certification_gap
                    ((5 - mean certification) / 5), overload (smooth hinge of occupancy
                    above 85 %: tired agents)
-follow_up          follow_up_miss (follow-ups not done within 24 h)
+follow_up          follow_up_miss (owed follow-ups not done within 24 h)
 =================  =====================================================================
 
 The overall score weights the dimensions (30/40/20/10 by default, from the scenario). The
 national score is the volume-weighted mean of city scores. The parameters are shared by
 all cities, so no per-city constant can absorb the fit: a city's score comes from its
-operations alone. ``calibrate`` fits them to observed scores with scipy.
+operations alone. ``calibration.fit`` fits them to observed scores with scipy.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from scipy.special import expit
 DIMENSIONS = ("response_speed", "resolution", "attitude", "follow_up")
 FEATURES: dict[str, tuple[str, ...]] = {
     "response_speed": ("late_share", "response_index"),
-    "resolution": ("unresolved_share", "recontact_rate", "lost_share"),
+    "resolution": ("unresolved_share", "repeat_rate", "lost_share"),
     "attitude": ("mismatch_share", "certification_gap", "overload"),
     "follow_up": ("follow_up_miss",),
 }
@@ -45,6 +51,10 @@ COMPLAINT_CAUSES = {  # cause -> KPI count it is drawn from
     "unresolved": "unresolved",
     "slow_response": "late",
     "lost_ticket": "lost",
+}
+SHARE_SCALES = {  # feature -> scale of its log(1 + x / scale) transform
+    "late_share": 0.05, "unresolved_share": 0.1, "repeat_rate": 0.05, "lost_share": 0.001,
+    "mismatch_share": 0.02, "follow_up_miss": 0.1,
 }
 MAX_CERTIFICATION = 5.0
 OVERLOAD_KNEE, OVERLOAD_WIDTH = 0.85, 0.03
@@ -58,13 +68,16 @@ def features(kpis: pd.DataFrame) -> pd.DataFrame:
     f["late_share"] = kpis["late"] / offered
     f["response_index"] = kpis["response_index"]
     f["unresolved_share"] = 1.0 - kpis["fcr"]
-    f["recontact_rate"] = kpis["recontact_rate"]
+    f["repeat_rate"] = kpis["repeat_rate"]
     f["lost_share"] = kpis["lost"] / (offered + kpis["lost"])
     f["mismatch_share"] = kpis["could_not_understand"] / offered
     f["certification_gap"] = (MAX_CERTIFICATION - kpis["certification_mean"]) / MAX_CERTIFICATION
     f["overload"] = OVERLOAD_WIDTH * np.logaddexp(0.0, (occ - OVERLOAD_KNEE) / OVERLOAD_WIDTH)
     f["follow_up_miss"] = 1.0 - kpis["follow_up_on_time"]
-    return f.fillna(0.0)
+    f = f.fillna(0.0)
+    for name, scale in SHARE_SCALES.items():
+        f[name] = np.log1p(f[name].clip(lower=0.0) / scale)
+    return f
 
 
 @dataclass(frozen=True)
@@ -134,10 +147,10 @@ class SatisfactionModel:
         return cls(
             intercepts={"response_speed": 3.0, "resolution": 3.0, "attitude": 3.0, "follow_up": 2.5},
             slopes={
-                "response_speed": {"late_share": 2.0, "response_index": 0.5},
-                "resolution": {"unresolved_share": 3.0, "recontact_rate": 2.0, "lost_share": 5.0},
-                "attitude": {"mismatch_share": 5.0, "certification_gap": 1.0, "overload": 5.0},
-                "follow_up": {"follow_up_miss": 1.5},
+                "response_speed": {"late_share": 0.5, "response_index": 0.5},
+                "resolution": {"unresolved_share": 0.5, "repeat_rate": 0.5, "lost_share": 0.5},
+                "attitude": {"mismatch_share": 0.3, "certification_gap": 1.0, "overload": 5.0},
+                "follow_up": {"follow_up_miss": 0.5},
             },
         )
 

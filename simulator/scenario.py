@@ -191,7 +191,11 @@ class Routing(Spec):
 
 
 class City(Spec):
-    """One contact centre: its demand, its agents and its policies."""
+    """One contact centre: its demand, its agents and its policies.
+
+    ``follow_up_share`` is the share of owed follow-ups the centre actually schedules (its
+    closed-loop coverage); the rest are owed and never made.
+    """
 
     lat: Annotated[float, Field(ge=-90, le=90)] | None = None
     lon: Annotated[float, Field(ge=-180, le=180)] | None = None
@@ -202,6 +206,7 @@ class City(Spec):
     languages: dict[str, Share] = {}
     surge: dict[str, PositiveFloat] = {}
     chatbot_penetration: Share = 0.0
+    follow_up_share: Share = 1.0
     routing: Routing = Routing()
     agent_groups: tuple[AgentGroup, ...] = ()
     initial_backlog: dict[str, NonNegativeInt] = {}

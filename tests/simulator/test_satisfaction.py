@@ -13,7 +13,7 @@ from simulator.satisfaction import DIMENSIONS, FEATURES, SatisfactionModel, feat
 from simulator.scenario import Observed
 
 BAD_DIRECTION = {  # KPI -> +1 if a larger value is worse for the customer
-    "late": 1, "response_index": 1, "fcr": -1, "recontact_rate": 1, "lost": 1,
+    "late": 1, "response_index": 1, "fcr": -1, "repeat_rate": 1, "lost": 1,
     "could_not_understand": 1, "certification_mean": -1, "occupancy": 1, "follow_up_on_time": -1,
 }
 
@@ -26,7 +26,7 @@ def _kpis(n: int, rng: np.random.Generator) -> pd.DataFrame:
             "late": offered * rng.uniform(0.02, 0.6, n),
             "response_index": rng.uniform(0.05, 3.0, n),
             "fcr": rng.uniform(0.6, 0.95, n),
-            "recontact_rate": rng.uniform(0.02, 0.3, n),
+            "repeat_rate": rng.uniform(0.02, 0.3, n),
             "lost": rng.uniform(0, 40, n),
             "could_not_understand": offered * rng.uniform(0, 0.1, n),
             "certification_mean": rng.uniform(0.5, 3.5, n),
@@ -71,7 +71,7 @@ def test_negative_slopes_are_rejected() -> None:
 
 def test_perfect_operations_give_zero_features() -> None:
     k = pd.DataFrame(
-        {"offered": [100.0], "late": [0.0], "response_index": [0.0], "fcr": [1.0], "recontact_rate": [0.0],
+        {"offered": [100.0], "late": [0.0], "response_index": [0.0], "fcr": [1.0], "repeat_rate": [0.0],
          "lost": [0.0], "could_not_understand": [0.0], "certification_mean": [5.0], "occupancy": [0.0],
          "follow_up_on_time": [1.0]}
     )
