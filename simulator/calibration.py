@@ -4,7 +4,10 @@ The fit sees city-level KPIs (means over replications on ``purpose="fit"`` strea
 observed scores: named cities' overall scores, national dimension scores and the national
 overall. It solves a bounded least-squares problem (slopes >= 0 keep the scores monotone)
 with a ridge pull toward the prior, so that 13 targets do not over-determine 13 parameters
-into nonsense. Shared parameters only: no city has a constant of its own.
+into nonsense, and a floor under every slope (half its prior): customers name attitude,
+resolution, speed and follow-up as what matters (seed facts, section 3), so the fit may not
+switch any of them off because two features move together across the eight cities.
+Shared parameters only: no city has a constant of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from simulator.satisfaction import DIMENSIONS, FEATURES, SatisfactionModel, nati
 from simulator.scenario import Observed, Scenario
 
 RIDGE = 0.05  # weight of the pull toward the prior (score points per unit of a parameter, x10)
+MIN_SLOPE_SHARE = 0.5  # every slope keeps at least half its prior: the survey says each matters
 NATIONAL_WEIGHT = 2.0  # a national score rests on 5,842 respondents, a city's on ~180
 
 
@@ -81,7 +85,7 @@ def fit(
     nat_keys = list(observed.national)
     obs_n = np.array([observed.national[k] for k in nat_keys])
     x0 = _pack(prior)
-    lower = np.array([-np.inf if _is_intercept(i) else 0.0 for i in range(x0.size)])
+    lower = np.array([-np.inf if _is_intercept(i) else MIN_SLOPE_SHARE * x0[i] for i in range(x0.size)])
 
     def residuals(x: np.ndarray) -> np.ndarray:
         m = _unpack(x, prior)

@@ -61,6 +61,7 @@ class Model:
         self.routers: list[Router | None] = [None] * n_all
         self.demands: list[CityDemand | None] = [None] * n_all
         self.streams: list[CityStreams | None] = [None] * n_all
+        self.rng_again: list[np.random.Generator | None] = [None] * n_all
         self.overflow: list[tuple[float, list[int]] | None] = [None] * n_all
         self.follow_up_share = [
             sc.cities[n].follow_up_share if n in sc.cities else 0.0 for n in book.cities
@@ -90,6 +91,7 @@ class Model:
         if city is None:
             return
         self.streams[i] = CityStreams(root, purpose, rep, name)
+        self.rng_again[i] = self.streams[i].recontact  # the hot path skips __getattr__
         self.demands[i] = CityDemand(sc, name, self.book.languages)
         self.classes_of_node(i, level)
         if routing.overflow is not None and level >= 3:
@@ -130,8 +132,8 @@ class Model:
     # -- scheduling helpers ----------------------------------------------------------------
     def at(self, when: float, fn, arg) -> None:  # noqa: ANN001 - SimPy callback plumbing
         """Call ``fn(arg)`` at time ``when`` (or now, if that is past)."""
-        ev = self.env.timeout(max(0.0, when - self.env.now), value=arg)
-        ev.callbacks.append(lambda e: fn(e.value))
+        ev = self.env.timeout(max(0.0, when - self.env.now), value=(fn, arg))
+        ev.callbacks.append(_fire)
 
     # -- ticket life ------------------------------------------------------------------------
     def arrive(self, node: int, day: Arrivals, i: int) -> None:
@@ -142,7 +144,7 @@ class Model:
         )
         if day.lost[i]:
             self.rec.add(t, NAN, LOST, 0, -1)
-            g = self.streams[node].recontact
+            g = self.rng_again[node]
             if g.random() < self.sc.outage_recontact_probability:
                 self.again(t, OUTAGE_RETURN, t.arrival_s + draw(self.sc.outage_recontact_delay, g))
             return
@@ -218,7 +220,7 @@ class Model:
         t.state = GONE
         self.rec.add(t, NAN, ABANDONED, 0, -1)
         if t.retry:
-            g = self.streams[t.city].recontact
+            g = self.rng_again[t.city]
             ch = self.sc.channels[self.book.channels[t.channel]]
             self.again(t, RETRY, t.deadline_s + draw(ch.retry_delay, g))
 
@@ -227,12 +229,12 @@ class Model:
         if t.attempt + 1 >= self.sc.resolution.max_attempts or when >= self.horizon_s:
             return
         d = self.demands[t.city]
-        g = self.streams[t.city].recontact
+        g = self.rng_again[t.city]
         ch = t.channel
-        handle = d.handle.sample(np.array([t.ttype * d.nch + ch]), g.random(1))[0]
-        patience = d.patience.sample(np.array([ch]), g.random(1))[0]
+        handle = d.handle.scalar(t.ttype * d.nch + ch, g.random())
+        patience = d.patience.scalar(ch, g.random())
         nt = Ticket(
-            when, when + patience, float(handle), g.random(), t.city, ch, t.ttype, t.tier, t.lang,
+            when, when + patience, handle, g.random(), t.city, ch, t.ttype, t.tier, t.lang,
             kind, t.attempt + 1, self.cls_tables[t.city][ch, t.ttype, t.tier],
             g.random() < d.p_retry[ch],
         )
@@ -263,7 +265,7 @@ class Model:
             if self.follows[t.ttype]:
                 self._owe_follow_up(t.city, end)
         else:
-            g = self.streams[t.city].recontact
+            g = self.rng_again[t.city]
             res = self.sc.resolution
             if g.random() < res.recontact_probability:
                 self.again(t, RECONTACT, end + draw(res.recontact_delay, g))
@@ -278,7 +280,7 @@ class Model:
     def _owe_follow_up(self, city: int, created: float) -> None:
         """A resolved complex ticket owes a follow-up: scheduled, or (no closed loop) never made."""
         fu = self.sc.follow_up
-        g = self.streams[city].recontact
+        g = self.rng_again[city]
         if g.random() >= self.follow_up_share[city]:
             self.fu_rows.append((city, created, created + fu.due_s, NAN))
             return
@@ -348,6 +350,11 @@ class Model:
         ]
         cols = ["city", "group", "employment", "headcount", "certification", "staffed_s", "busy_s"]
         return pd.DataFrame(rows, columns=cols)
+
+
+def _fire(ev: simpy.Event) -> None:
+    fn, arg = ev.value
+    fn(arg)
 
 
 def draw(d: Distribution, g: np.random.Generator) -> float:

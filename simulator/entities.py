@@ -101,7 +101,7 @@ class Codebook:
     groups: tuple[str, ...]
 
     def pack(self, t: Ticket) -> int:
-        """One int for (channel, type, tier, language, kind, attempt)."""
+        """One int for (channel, type, tier, language, kind, attempt); ``Recorder.add`` inlines it."""
         return ((((t.channel * 16 + t.ttype) * 16 + t.tier) * 64 + t.lang + 1) * 8 + t.kind) * 16 + t.attempt
 
 
@@ -118,7 +118,7 @@ def _unpack(code: np.ndarray) -> dict[str, np.ndarray]:
 class Recorder:
     """Columnar, append-only record of every contact's fate."""
 
-    __slots__ = ("city", "code", "arrival_s", "answer_s", "outcome", "flags", "group", "_book")
+    __slots__ = ("city", "code", "arrival_s", "answer_s", "outcome", "flags", "group", "_book", "_appends")
 
     # flags bits
     RESOLVED, MISMATCH, OVERFLOW = 1, 2, 4
@@ -132,16 +132,21 @@ class Recorder:
         self.outcome = array("b")
         self.flags = array("b")
         self.group = array("h")
+        self._appends = tuple(
+            getattr(self, c).append
+            for c in ("city", "code", "arrival_s", "answer_s", "outcome", "flags", "group")
+        )
 
     def add(self, t: Ticket, answer_s: float, outcome: int, flags: int, group: int) -> None:
-        """Append one row (the hot path: seven appends, no allocation beyond them)."""
-        self.city.append(t.city)
-        self.code.append(self._book.pack(t))
-        self.arrival_s.append(t.arrival_s)
-        self.answer_s.append(answer_s)
-        self.outcome.append(outcome)
-        self.flags.append(flags)
-        self.group.append(group)
+        """Append one row (the hot path: seven bound appends, the code packed inline)."""
+        a = self._appends
+        a[0](t.city)
+        a[1](((((t.channel * 16 + t.ttype) * 16 + t.tier) * 64 + t.lang + 1) * 8 + t.kind) * 16 + t.attempt)
+        a[2](t.arrival_s)
+        a[3](answer_s)
+        a[4](outcome)
+        a[5](flags)
+        a[6](group)
 
     def __len__(self) -> int:
         return len(self.city)

@@ -39,6 +39,9 @@ import pandas as pd
 from scipy import stats
 
 from simulator.engine import RunResult, simulate
+from simulator.entities import (
+    ABANDONED, ANSWERED, DEFLECTED, LOST, OUTAGE_RETURN, PRIMARY, RECONTACT, RETRY, UNSERVED,
+)
 from simulator.scenario import Scenario
 
 KPI_COLUMNS = (
@@ -54,40 +57,44 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
     r = run.records
     by = list(by)
     r = r[r["arrival_s"] >= run.warmup_s] if run.warmup_s > 0 else r
-    targets = pd.Series({n: c.target_s for n, c in scenario.channels.items()})
-    out = r["outcome"].to_numpy()
-    answered = np.isin(out, ("answered", "deflected"))
+    # work on category codes: no Python string per row (the frame can hold millions of rows)
+    out = r["outcome"].cat.codes.to_numpy()
+    kind = r["kind"].cat.codes.to_numpy()
+    ch = r["channel"].cat
+    target = np.array([scenario.channels[c].target_s for c in ch.categories])[ch.codes.to_numpy()]
+    answered = (out == ANSWERED) | (out == DEFLECTED)
+    agent_answered = out == ANSWERED
+    gave_up = (out == ABANDONED) | (out == UNSERVED)
+    primary = kind == PRIMARY
+    resolved = r["resolved"].to_numpy()
     wait = (r["answer_s"] - r["arrival_s"]).to_numpy()
-    target = targets.reindex(r["channel"].astype(str)).to_numpy()
-    kind = r["kind"].to_numpy()
-    needs_lang = r["language"].notna().to_numpy()
     f = pd.DataFrame(
         {
-            "offered": out != "lost",
-            "to_agents": np.isin(out, ("answered", "abandoned", "unserved")),
+            "offered": out != LOST,
+            "to_agents": agent_answered | gave_up,
             "answered": answered,
-            "agent_answered": out == "answered",
+            "agent_answered": agent_answered,
             "within": answered & (wait <= target + 1e-9),
-            "waited": np.isin(out, ("abandoned", "unserved")) | ((out == "answered") & (wait > 1e-9)),
-            "abandoned": out == "abandoned",
-            "primary_handled": (kind == "primary") & answered,
-            "primary_resolved": (kind == "primary") & answered & r["resolved"].to_numpy(),
-            "primary": (kind == "primary"),
-            "recontact": kind == "recontact",
-            "repeat": np.isin(kind, ("retry", "recontact", "outage_return")),
-            "lang_answered": needs_lang & (out == "answered"),
-            "mismatch": r["mismatch"].to_numpy() & (out == "answered"),
-            "lost": out == "lost",
-            "unserved": out == "unserved",
+            "waited": gave_up | (agent_answered & (wait > 1e-9)),
+            "abandoned": out == ABANDONED,
+            "primary_handled": primary & answered,
+            "primary_resolved": primary & answered & resolved,
+            "primary": primary,
+            "recontact": kind == RECONTACT,
+            "repeat": (kind == RETRY) | (kind == RECONTACT) | (kind == OUTAGE_RETURN),
+            "lang_answered": r["language"].notna().to_numpy() & agent_answered,
+            "mismatch": r["mismatch"].to_numpy() & agent_answered,
+            "lost": out == LOST,
+            "unserved": out == UNSERVED,
             "response": np.where(answered, wait, np.nan),
             "response_log": np.where(answered, np.log1p(np.maximum(wait, 0.0) / target), np.nan),
-            "unresolved": (out == "answered") & ~r["resolved"].to_numpy(),
-            "late": np.isin(out, ("abandoned", "unserved")) | (answered & (wait > target + 1e-9)),
-            "agent_wait": np.where(out == "answered", wait, np.nan),
+            "unresolved": agent_answered & ~resolved,
+            "late": gave_up | (answered & (wait > target + 1e-9)),
+            "agent_wait": np.where(agent_answered, wait, np.nan),
         }
     )
-    keys = [r[k].astype(str).to_numpy() for k in by] if by else [np.zeros(len(r), dtype=int)]
-    g = f.groupby(keys, sort=True)
+    keys = [r[k].reset_index(drop=True) for k in by] if by else [np.zeros(len(r), dtype=int)]
+    g = f.groupby(keys, sort=True, observed=True, dropna=False)
     s = g.sum(numeric_only=True)
     k = pd.DataFrame(index=s.index)
     k["offered"] = s["offered"]
@@ -112,6 +119,8 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
     k["late"] = s["late"]
     k.index.names = by or ["all"]
     k = k.reset_index()
+    for col in by:  # names as plain strings (no language -> "nan", as before)
+        k[col] = k[col].astype(str)
     if by in (["city"], []):
         k = _add_city_level(k, run, by)
     else:

@@ -24,11 +24,13 @@ ProcessGenerator = Generator[simpy.Event, object, None]
 def arrivals(env: simpy.Environment, model: Model, node: int) -> ProcessGenerator:
     """Bring one city's primary arrivals into the model at their sampled times."""
     for day in model.demands[node].days(model.streams[node]):
-        times = day.time_s
+        times, settled = day.time_s, day.settled
         for i in range(len(times)):
-            delay = times[i] - env.now
-            if delay > 0:
-                yield env.timeout(delay)
+            # lost and chatbot-answered contacts never meet an agent: record them at once
+            if not settled[i]:
+                delay = times[i] - env.now
+                if delay > 0:
+                    yield env.timeout(delay)
             model.arrive(node, day, i)
 
 
