@@ -4,9 +4,10 @@ The fit sees city-level KPIs (means over replications on ``purpose="fit"`` strea
 observed scores: named cities' overall scores, national dimension scores and the national
 overall. It solves a bounded least-squares problem (slopes >= 0 keep the scores monotone)
 with a ridge pull toward the prior, so that 13 targets do not over-determine 13 parameters
-into nonsense, and a floor under every slope (half its prior): customers name attitude,
+into nonsense, and a floor under every slope (a quarter of its prior): customers name attitude,
 resolution, speed and follow-up as what matters (seed facts, section 3), so the fit may not
 switch any of them off because two features move together across the eight cities.
+The observed national scores average cities as the survey did (``national_weighting``).
 Shared parameters only: no city has a constant of its own.
 """
 
@@ -27,8 +28,8 @@ from simulator.rundir import atomic_write
 from simulator.satisfaction import DIMENSIONS, FEATURES, SatisfactionModel, national
 from simulator.scenario import Observed, Scenario
 
-RIDGE = 0.05  # weight of the pull toward the prior (score points per unit of a parameter, x10)
-MIN_SLOPE_SHARE = 0.5  # every slope keeps at least half its prior: the survey says each matters
+RIDGE = 0.02  # weight of the pull toward the prior (score points per unit of a parameter, x10)
+MIN_SLOPE_SHARE = 0.25  # every slope keeps a quarter of its prior: the survey says each matters
 NATIONAL_WEIGHT = 2.0  # a national score rests on 5,842 respondents, a city's on ~180
 
 
@@ -78,7 +79,7 @@ def fit(
     exclude: tuple[str, ...] = (),
 ) -> Fit:
     """Fit the model to ``observed`` from a city-indexed frame of mean KPIs (``offered`` weights)."""
-    volume = kpis["offered"]
+    volume = survey_weights(kpis, observed)
     cities = {c: v for c, v in observed.cities.items() if c not in exclude}
     named = list(cities)
     obs_c = np.array([cities[c] for c in named])
@@ -101,6 +102,13 @@ def fit(
     return _report(model, kpis, observed, sol.cost, bool(sol.success))
 
 
+def survey_weights(kpis: pd.DataFrame, observed: Observed) -> pd.Series:
+    """City weights of the observed national scores: equal, or by offered contacts."""
+    if observed.national_weighting == "equal":
+        return pd.Series(1.0, index=kpis.index)
+    return kpis["offered"]
+
+
 def _is_intercept(i: int) -> bool:
     starts, pos = set(), 0
     for d in DIMENSIONS:
@@ -111,7 +119,7 @@ def _is_intercept(i: int) -> bool:
 
 def _report(model: SatisfactionModel, kpis: pd.DataFrame, observed: Observed, cost: float, ok: bool) -> Fit:
     s = model.scores(kpis)
-    n = national(s, kpis["offered"])
+    n = national(s, survey_weights(kpis, observed))
     cities = pd.DataFrame(
         [(c, v, float(s.loc[c, "overall"])) for c, v in observed.cities.items()],
         columns=["city", "observed", "fitted"],
@@ -161,12 +169,29 @@ def save_fit(fit_: Fit, path: str | Path, extra: Mapping | None = None) -> None:
     atomic_write(Path(path), lambda p: p.write_text(yaml.safe_dump(doc, sort_keys=False)))
 
 
-def scale_complaints(model: SatisfactionModel, kpis: pd.DataFrame, total: int) -> SatisfactionModel:
-    """Scale the complaint propensities (their ratios are assumptions) so the month's total matches."""
-    expected = float(model.complaints(kpis).to_numpy().sum())
-    k = total / expected if expected > 0 else 1.0
-    prop = {c: v * k for c, v in model.complaint_propensity.items()}
-    return SatisfactionModel(model.intercepts, model.slopes, model.weights, prop, model.calibrated)
+def fit_complaints(model: SatisfactionModel, kpis: pd.DataFrame, observed: Observed) -> SatisfactionModel:
+    """Fit the complaint propensities to the observed complaint mix and the period's total.
+
+    The prior's propensities are relative guesses. Each observed share of a cause in a
+    city's complaints fixes that cause's propensity relative to the others (closed form);
+    ``feedback_cases`` then fixes their common scale.
+    """
+    prop = dict(model.complaint_propensity)
+    for city, shares in observed.complaint_shares.items():
+        for cause, share in shares.items():
+            counts = _with(model, prop).complaints(kpis.loc[[city]]).iloc[0]
+            rest = counts.sum() - counts[cause]
+            if counts[cause] > 0 and 0 < share < 1:
+                prop[cause] *= float(share * rest / ((1 - share) * counts[cause]))
+    if observed.feedback_cases:
+        expected = float(_with(model, prop).complaints(kpis).to_numpy().sum())
+        k = observed.feedback_cases / expected if expected > 0 else 1.0
+        prop = {c: float(v * k) for c, v in prop.items()}
+    return _with(model, prop)
+
+
+def _with(m: SatisfactionModel, propensity: Mapping[str, float]) -> SatisfactionModel:
+    return SatisfactionModel(m.intercepts, m.slopes, m.weights, dict(propensity), m.calibrated)
 
 
 @dataclass(frozen=True)
@@ -209,9 +234,8 @@ def calibrate(
     kpis.index = kpis.index.astype(str)
     prior = SatisfactionModel.prior().with_weights(scenario.satisfaction.weights)
     result = fit(kpis, observed, prior)
-    if observed.feedback_cases:
-        model = scale_complaints(result.model, kpis, observed.feedback_cases)
-        result = Fit(model, result.cities, result.national, result.cost, result.success)
+    model = fit_complaints(result.model, kpis, observed)
+    result = Fit(model, result.cities, result.national, result.cost, result.success)
     loo = leave_one_out(kpis, observed, prior)
     save_fit(result, path, {
         "leave_one_out": _records(loo),

@@ -200,7 +200,7 @@ def compare_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> int:
     """Run BASE and WHATIF under common random numbers; print each city's changes with 95 % CIs."""
-    from simulator.compare import compare
+    from simulator.compare import compare, verdict
     from simulator.report import comparison_table
 
     a, b = load_scenario(base), load_scenario(whatif)
@@ -210,6 +210,11 @@ def compare_command(
     typer.echo(f"{b.name} vs {a.name}: {n} paired replications, seed {root}; "
                "change = what-if - base, * = significant at 95 %")
     typer.echo(comparison_table(table, a))
+    v = verdict(table, b)
+    typer.echo("\ntargets (the what-if's planning.targets; ALL = national, weighted by contacts):")
+    typer.echo(v.to_string(index=False))
+    misses = v.loc[~(v["score_met"] & v["first_response_met"]), "city"].tolist()
+    typer.echo("verdict: every target met" if not misses else f"verdict: targets missed in {', '.join(misses)}")
     if out is not None:
         from simulator.rundir import atomic_write
 

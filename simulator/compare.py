@@ -48,3 +48,26 @@ def compare(
     s = s.join(means["base"], on=["city", "kpi"]).join(means["whatif"], on=["city", "kpi"])
     s["significant"] = (s["low"] > 0) | (s["high"] < 0)
     return s[["city", "kpi", "base", "whatif", "change", "half_width", "low", "high", "n", "significant"]]
+
+
+def verdict(table: pd.DataFrame, whatif: Scenario) -> pd.DataFrame:
+    """Does the what-if meet the scenario's planning targets? One row per city it changes + nation.
+
+    A city counts as changed when any of its KPIs moved significantly. Each row gives the
+    what-if's score and mean first response with their targets and whether they are met.
+    """
+    t = whatif.planning.targets
+    w = table.set_index(["city", "kpi"])
+    changed = table.loc[table["significant"] & (table["city"] != "ALL"), "city"].unique().tolist()
+    rows = []
+    for city in [*changed, "ALL"]:
+        score = float(w.loc[(city, "overall"), "whatif"])
+        fr_h = float(w.loc[(city, "first_response_mean_s"), "whatif"]) / 3600
+        need = t.national_score_min if city == "ALL" else t.city_score_min
+        rows.append({
+            "city": city, "score": round(score, 2), "score_target": need,
+            "score_met": need is None or score >= need,
+            "first_response_h": round(fr_h, 2), "first_response_target_h": t.mean_first_response_h,
+            "first_response_met": t.mean_first_response_h is None or fr_h <= t.mean_first_response_h,
+        })
+    return pd.DataFrame(rows)

@@ -112,6 +112,7 @@ class CityDemand:
         self.p_lang = np.array(shares + [max(0.0, 1.0 - sum(shares))])
         self.p_lang /= self.p_lang.sum()
         self.tickets_per_day = c.tickets_per_day
+        self.handle_factor = c.handle_factor
         self.volume_cv = c.volume_cv
         self.hour_w = np.array(sc.profiles.hourly_weights())
         self.day_w = np.array(sc.profiles.daily_weights())
@@ -169,7 +170,7 @@ class CityDemand:
         ty = a.choice(len(self.types), size=n, p=self.p_type)
         tier = a.choice(len(self.tiers), size=n, p=self.p_tier)
         lang = self.lang_codes[a.choice(self.lang_codes.size, size=n, p=self.p_lang)]
-        handle = self.handle.sample(ty * self.nch + ch, rng.handle.random(n))
+        handle = self.handle_factor * self.handle.sample(ty * self.nch + ch, rng.handle.random(n))
         deadline = t + self.patience.sample(ch, rng.patience.random(n))
         retry = rng.patience.random(n) < self.p_retry[ch]
         u_res = rng.resolution.random(n)

@@ -63,6 +63,7 @@ class Model:
         self.streams: list[CityStreams | None] = [None] * n_all
         self.rng_again: list[np.random.Generator | None] = [None] * n_all
         self.overflow: list[tuple[float, list[int]] | None] = [None] * n_all
+        self.city_fcr = [sc.cities[n].fcr_factor if n in sc.cities else 1.0 for n in book.cities]
         self.follow_up_share = [
             sc.cities[n].follow_up_share if n in sc.cities else 0.0 for n in book.cities
         ]
@@ -231,7 +232,7 @@ class Model:
         d = self.demands[t.city]
         g = self.rng_again[t.city]
         ch = t.channel
-        handle = d.handle.scalar(t.ttype * d.nch + ch, g.random())
+        handle = d.handle_factor * d.handle.scalar(t.ttype * d.nch + ch, g.random())
         patience = d.patience.scalar(ch, g.random())
         nt = Ticket(
             when, when + patience, handle, g.random(), t.city, ch, t.ttype, t.tier, t.lang,
@@ -251,7 +252,7 @@ class Model:
         t: Ticket = job  # type: ignore[assignment]
         t.state = TAKEN
         h = t.handle_s * a.handle_mult
-        p = self.fcr[t.ttype] * a.fcr_mult + a.fcr_add
+        p = self.fcr[t.ttype] * self.city_fcr[t.city] * a.fcr_mult + a.fcr_add
         flags = 0
         if t.lang >= 0 and t.lang not in a.languages:
             h *= self.mm_handle

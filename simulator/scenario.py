@@ -194,7 +194,9 @@ class City(Spec):
     """One contact centre: its demand, its agents and its policies.
 
     ``follow_up_share`` is the share of owed follow-ups the centre actually schedules (its
-    closed-loop coverage); the rest are owed and never made.
+    closed-loop coverage); the rest are owed and never made. ``handle_factor`` and
+    ``fcr_factor`` scale the handle times and first-contact resolution of the city's tickets
+    for local practices (tools, KPI focus) that the rest of the model does not describe.
     """
 
     lat: Annotated[float, Field(ge=-90, le=90)] | None = None
@@ -207,6 +209,8 @@ class City(Spec):
     surge: dict[str, PositiveFloat] = {}
     chatbot_penetration: Share = 0.0
     follow_up_share: Share = 1.0
+    handle_factor: Annotated[float, Field(gt=0.0, le=3.0)] = 1.0
+    fcr_factor: Annotated[float, Field(gt=0.0, le=1.5)] = 1.0
     routing: Routing = Routing()
     agent_groups: tuple[AgentGroup, ...] = ()
     initial_backlog: dict[str, NonNegativeInt] = {}
@@ -268,11 +272,30 @@ DIMENSIONS = ("response_speed", "resolution", "attitude", "follow_up")
 
 
 class Observed(Spec):
-    """Scores measured in the real department, the targets of ``capplan calibrate``."""
+    """Scores measured in the real department, the targets of ``capplan calibrate``.
+
+    ``national_weighting`` says how the measured national scores average the cities: a
+    survey with about the same number of respondents per city is ``equal``; one weighted
+    by contacts is ``volume``. ``feedback_cases`` (complaints in the period) and
+    ``complaint_shares`` (a city's share of complaints by cause) calibrate the complaint
+    propensities.
+    """
 
     cities: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = {}
     national: dict[str, Annotated[float, Field(ge=0.0, le=100.0)]] = {}
+    national_weighting: Literal["equal", "volume"] = "equal"
     feedback_cases: NonNegativeInt | None = None
+    complaint_shares: dict[str, dict[str, Share]] = {}
+
+    @field_validator("complaint_shares")
+    @classmethod
+    def _causes(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        causes = ("could_not_understand", "unresolved", "slow_response", "lost_ticket")
+        for shares in v.values():
+            for cause in shares:
+                if cause not in causes:
+                    raise ValueError(f"unknown complaint cause '{cause}'; allowed: {', '.join(causes)}")
+        return v
 
     @field_validator("national")
     @classmethod
@@ -421,6 +444,8 @@ class Scenario(Spec):
         if self.satisfaction.observed is not None:
             for c in self.satisfaction.observed.cities:
                 _known(c, self.cities, "satisfaction.observed.cities")
+            for c in self.satisfaction.observed.complaint_shares:
+                _known(c, self.cities, "satisfaction.observed.complaint_shares")
         for i, out in enumerate(self.outages):
             if out.cities != "all":
                 for c in out.cities:

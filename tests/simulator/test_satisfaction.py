@@ -95,6 +95,7 @@ def test_fit_recovers_scores_generated_by_a_known_model() -> None:
     obs = Observed(
         cities={c: float(s.loc[c, "overall"]) for c in named},
         national={d: float(nat[d]) for d in [*DIMENSIONS, "overall"]},
+        national_weighting="volume",
     )
     result = fit(k, obs, SatisfactionModel.prior())
     assert result.success
@@ -115,6 +116,7 @@ def test_leave_one_out_predicts_held_out_cities() -> None:
     obs = Observed(
         cities={c: float(s.loc[c, "overall"]) for c in k.index[:8]},
         national={d: float(nat[d]) for d in [*DIMENSIONS, "overall"]},
+        national_weighting="volume",
     )
     loo = leave_one_out(k, obs, SatisfactionModel.prior())
     assert len(loo) == 8
