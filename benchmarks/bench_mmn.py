@@ -33,12 +33,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from typing import Self
 
 import numpy as np
 from baselines import BaselineResult, ciw_mmn, plain_simpy_mmn
+from frametimer import FrameTimer
 
-from simulator import entities as _entities
 from simulator import simulate, single_queue
 from simulator.erlang import erlang_c, mmn_mean_wait, mmn_service_level
 
@@ -58,34 +57,6 @@ class Row:
     @property
     def tickets_per_s(self) -> float:
         return self.tickets / self.seconds if self.seconds > 0 else math.inf
-
-
-class FrameTimer:
-    """Times ``Recorder.frame`` (the records DataFrame build inside ``simulate``).
-
-    The class attribute is wrapped for the duration of the ``with`` block only; the
-    simulator's code is not modified.
-    """
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._orig = None
-
-    def __enter__(self) -> Self:
-        self._orig = orig = _entities.Recorder.frame
-
-        def timed(rec):
-            t0 = time.perf_counter()
-            try:
-                return orig(rec)
-            finally:
-                self.seconds += time.perf_counter() - t0
-
-        _entities.Recorder.frame = timed
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _entities.Recorder.frame = self._orig
 
 
 def capplan_mmn(

@@ -29,8 +29,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Self
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TARGET_S = 60.0
@@ -43,34 +41,6 @@ def _maxrss_bytes() -> int:
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
-
-
-class FrameTimer:
-    """Times ``Recorder.frame`` (the records DataFrame build inside ``simulate``) by
-    wrapping the class attribute for the duration of the block; no simulator code changes.
-    (Same as in bench_mmn.py, repeated here so the child does not import Ciw.)"""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def __enter__(self) -> Self:
-        from simulator import entities
-
-        self._cls = entities.Recorder
-        self._orig = orig = entities.Recorder.frame
-
-        def timed(rec):
-            t0 = time.perf_counter()
-            try:
-                return orig(rec)
-            finally:
-                self.seconds += time.perf_counter() - t0
-
-        entities.Recorder.frame = timed
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._cls.frame = self._orig
 
 
 def _build(args: dict):
@@ -115,6 +85,8 @@ def child(args: dict) -> dict:
     sc = _build(args)
     t1 = time.perf_counter()
     c1 = time.process_time()
+    from frametimer import FrameTimer  # beside this script
+
     with FrameTimer() as ft:
         if prof is not None:
             prof.enable()

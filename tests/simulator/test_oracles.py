@@ -42,6 +42,15 @@ def _rep_kpis(sc, reps: int, root: int, by=()):
     return out
 
 
+def _assert_covered(kp: list, exact: dict[str, float], level: float) -> None:
+    """Each exact value lies in its replication interval, and the interval is narrow."""
+    for kpi, value in exact.items():
+        lo, hi = t_interval([k[kpi].iloc[0] for k in kp], level)
+        assert lo <= value <= hi, f"{kpi}: exact {value:.4f} outside CI [{lo:.4f}, {hi:.4f}]"
+        limit = WAIT_WIDTH * value if kpi == "asa_s" else PROB_WIDTH
+        assert hi - lo < limit, f"{kpi}: CI width {hi - lo:.4f} too wide to mean anything"
+
+
 def _scenario(agents: int, rho: float, tickets: int, patience_s: float | None = None, **kw):
     lam_h = rho * agents / AHT * 3600.0
     hours = tickets / lam_h + 1.0
@@ -76,12 +85,7 @@ def test_mmn_matches_erlang_c(agents: int, rho: float, tickets: int, reps: int) 
         "sl_offered": mmn_service_level(agents, lam, AHT, TARGET),
     }
     kp = _rep_kpis(sc, reps, root=100 + agents)
-    level = _family_level(len(ERLANG_C_CASES) * len(exact))
-    for kpi, value in exact.items():
-        lo, hi = t_interval([k[kpi].iloc[0] for k in kp], level)
-        assert lo <= value <= hi, f"{kpi}: exact {value:.4f} outside CI [{lo:.4f}, {hi:.4f}]"
-        limit = WAIT_WIDTH * value if kpi == "asa_s" else PROB_WIDTH
-        assert hi - lo < limit, f"{kpi}: CI width {hi - lo:.4f} too wide to mean anything"
+    _assert_covered(kp, exact, _family_level(len(ERLANG_C_CASES) * len(exact)))
 
 
 ERLANG_A_CASES = [
@@ -108,12 +112,7 @@ def test_mmn_plus_m_matches_erlang_a(
         "occupancy": ea.occupancy,
     }
     kp = _rep_kpis(sc, reps, root=200 + agents)
-    level = _family_level(len(ERLANG_A_CASES) * len(exact))
-    for kpi, value in exact.items():
-        lo, hi = t_interval([k[kpi].iloc[0] for k in kp], level)
-        assert lo <= value <= hi, f"{kpi}: exact {value:.4f} outside CI [{lo:.4f}, {hi:.4f}]"
-        limit = WAIT_WIDTH * value if kpi == "asa_s" else PROB_WIDTH
-        assert hi - lo < limit, f"{kpi}: CI width {hi - lo:.4f} too wide"
+    _assert_covered(kp, exact, _family_level(len(ERLANG_A_CASES) * len(exact)))
 
 
 def test_priority_two_classes_match_cobham() -> None:
