@@ -1,0 +1,198 @@
+"""Stage 6 of 7 (optimizer): solve the programme for every city, coupled by national constraints.
+
+Cities share only three constraints: the national (volume-weighted) score, the national
+training capacity and the budget. ``solve_plan`` builds and solves the whole programme at
+once for a few cities; beyond ``monolithic_max`` cities it decomposes (see
+``decompose``), because branch-and-bound on 32 independent blocks proves optimality far
+more slowly than 32 small trees do.
+
+``soft=True`` solves the soft programme (each target may fall short at a price, by default
+1 million yuan a month per score point, per point of share, per 0.1 h) and reports, per
+target that falls short, the best value reachable at that price and the caps at their bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from optimizer.anchor import CityState, ModelKpis
+from optimizer.formulation import SHORTFALL_PRICE, StaffingProblem, build_problem, model_kpis, read_plan
+from optimizer.inputs import CityInputs
+from optimizer.plan import CityPlan
+from optimizer.solve import Infeasible, solve
+from simulator.scenario import Planning
+
+__all__ = ["Coordinated", "evaluate_city", "solve_city", "solve_plan"]
+
+
+@dataclass
+class Coordinated:
+    """A solved programme: plans per city, monthly cost, solver time, a lower bound if known."""
+
+    plans: dict[str, CityPlan]
+    cost: float
+    wall_s: float
+    bound: float | None = None
+    binding: list[dict] = field(default_factory=list)
+    national: float | None = None  # linearised national score of the plan
+    solver_calls: int = 1
+    problems: list[StaffingProblem] = field(default_factory=list)
+
+
+def evaluate_city(ci: CityInputs, state: CityState, planning: Planning, cp: CityPlan, *,
+                  solver: str = "highs") -> ModelKpis:
+    """The performance model's prediction for one city's decisions (operations optimised)."""
+    sp = build_problem({ci.city: ci}, {ci.city: state}, planning, mode="evaluate", fixed={ci.city: cp})
+    solve(sp, solver=solver, time_limit_s=60.0, gap_rel=1e-6)
+    return model_kpis(sp, ci.city)
+
+
+def solve_city(
+    ci: CityInputs,
+    state: CityState,
+    planning: Planning,
+    *,
+    mode: str = "cost",
+    lagrange: tuple[float, float, float] | None = None,
+    shortfall_price: float = SHORTFALL_PRICE,
+    solver: str = "highs",
+    time_limit_s: float | None = 120.0,
+    gap_rel: float = 1e-4,
+) -> tuple[StaffingProblem, float]:
+    """One city's programme, option by option (chatbot level x triage).
+
+    Each option's programme has no option binaries and a sixth of the rows, so the
+    branch-and-bound trees stay small. Options are visited in the order of their LP bounds
+    and skipped once the bound cannot beat the best plan found. Returns the best solved
+    problem and the solver time. Raises ``Infeasible`` when no option is feasible.
+    """
+    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    opts = [o.key for o in ci.options if not o.dominated]
+    wall = 0.0
+
+    def build(key: str) -> StaffingProblem:
+        return build_problem({ci.city: ci}, {ci.city: state}, planning, mode=mode, coupled=False,
+                             lagrange=lagrange, shortfall_price=shortfall_price, only_option={ci.city: key})
+
+    bounds = []
+    for key in opts:
+        sp = build(key)
+        if len(opts) > 1:
+            try:
+                res = solve(sp, relax=True, **kw)
+            except Infeasible:
+                continue
+            wall += res.wall_s
+            bounds.append((res.objective, key, sp))
+        else:
+            bounds.append((0.0, key, sp))
+    best: tuple[float, StaffingProblem] | None = None
+    for bound, key, sp in sorted(bounds, key=lambda b: b[0]):
+        if best is not None and bound >= best[0] - abs(best[0]) * gap_rel - 1e-9:
+            break
+        try:
+            res = solve(sp, **kw)
+        except Infeasible:
+            continue
+        wall += res.wall_s
+        if best is None or res.objective < best[0]:
+            best = (res.objective, sp)
+    if best is None:
+        raise Infeasible(f"{ci.city}: no plan meets the city's targets")
+    return best[1], wall
+
+
+def _mode(planning: Planning) -> str:
+    return "budget" if planning.budget_per_month is not None else "cost"
+
+
+def solve_plan(
+    inputs: Mapping[str, CityInputs],
+    states: Mapping[str, CityState],
+    planning: Planning,
+    *,
+    solver: str = "highs",
+    national_offset: float = 0.0,
+    soft: bool = False,
+    shortfall_price: float = SHORTFALL_PRICE,
+    time_limit_s: float | None = 120.0,
+    gap_rel: float = 1e-4,
+    monolithic_max: int = 1,
+    cache: dict | None = None,
+) -> Coordinated:
+    """Solve the programme for all ``inputs`` (raises ``Infeasible`` when the hard one is)."""
+    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    if len(inputs) > monolithic_max:
+        from optimizer.decompose import solve_decomposed
+
+        return solve_decomposed(inputs, states, planning, national_offset=national_offset, soft=soft,
+                                shortfall_price=shortfall_price, cache=cache, **kw)
+    if len(inputs) == 1 and _mode(planning) == "cost":
+        (city, ci), = inputs.items()
+        sp, wall = solve_city(ci, states.get(city, CityState()), planning, mode="soft" if soft else "cost",
+                              shortfall_price=shortfall_price, **kw)
+        return _result(sp, wall, 1, binding_report(sp, planning) if soft else None)
+    if soft:
+        return _soft(inputs, states, planning, national_offset, kw, shortfall_price)
+    sp = build_problem(inputs, states, planning, mode=_mode(planning), national_offset=national_offset)
+    res = solve(sp, **kw)
+    return _result(sp, res.wall_s, 1)
+
+
+def _result(sp: StaffingProblem, wall_s: float, calls: int, binding: list[dict] | None = None) -> Coordinated:
+    nat = float(sp.national.value()) if sp.national is not None else None
+    return Coordinated(read_plan(sp), float(sp.total_cost.value() or 0.0), wall_s, None, binding or [], nat,
+                       calls, [sp])
+
+
+def _soft(inputs, states, planning, national_offset, kw, price) -> Coordinated:
+    sp = build_problem(inputs, states, planning, mode="soft", national_offset=national_offset,
+                       shortfall_price=price)
+    r = solve(sp, **kw)
+    return _result(sp, r.wall_s, 1, binding_report(sp, planning))
+
+
+def binding_report(sp: StaffingProblem, planning: Planning) -> list[dict]:
+    """Targets with a shortfall in a solved soft programme: required, best reachable, caps at bound."""
+    tg = planning.targets
+    plans = read_plan(sp)
+    out = []
+    for (city, what), e in sp.shortfall.items():
+        short = float(e.value() or 0.0)
+        if short <= 1e-6:
+            continue
+        kind = what.split(":")[0]
+        if kind == "mean_first_response":
+            required = float(tg.mean_first_response_h)
+            best = required + short / 3600.0
+        else:
+            required = {"channel_share": tg.channel_target_share, "city_score": tg.city_score_min,
+                        "national_score": tg.national_score_min, "dialect_coverage": tg.dialect_coverage_min}[kind]
+            best = float(required) - short
+        out.append({"city": city, "target": what, "required": float(required), "best": best,
+                    "limited_by": _limits(plans, city, planning, sp)})
+    return out
+
+
+def _limits(plans: Mapping[str, CityPlan], city: str, pl: Planning, sp: StaffingProblem) -> list[str]:
+    """Caps that sit at their bound in the plan (what would have to give to reach more)."""
+    out = []
+    cities = [city] if city in plans else list(plans)
+    for c in cities:
+        cp = plans[c]
+        if pl.max_hires_per_city is not None and sum(cp.hires.values()) >= pl.max_hires_per_city:
+            out.append(f"max_hires_per_city={pl.max_hires_per_city}" + ("" if c == city else f" ({c})"))
+        if pl.max_temporary_per_city is not None and sum(cp.temporaries.values()) >= pl.max_temporary_per_city:
+            out.append(f"max_temporary_per_city={pl.max_temporary_per_city}" + ("" if c == city else f" ({c})"))
+        cap = sp.inputs[c].seat_cap
+        if any(v >= cap for v in list(cp.hires.values()) + list(cp.temporaries.values())):
+            out.append(f"seat bound {cap} per pattern ({c})")
+    if pl.max_trained_per_month is not None:
+        used = sum(sum(cp.trained.values()) + sum(cp.certified.values()) for cp in plans.values())
+        if used >= pl.max_trained_per_month:
+            out.append(f"max_trained_per_month={pl.max_trained_per_month}")
+    if pl.budget_per_month is not None and sp.total_cost is not None:
+        if float(sp.total_cost.value() or 0.0) >= pl.budget_per_month * (1 - 1e-6):
+            out.append(f"budget_per_month={pl.budget_per_month:g}")
+    return sorted(set(out))

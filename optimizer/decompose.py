@@ -1,0 +1,265 @@
+"""Stage 6 of 7 (optimizer): the national programme by price coordination (Dantzig-Wolfe).
+
+Cities share three rows only: the national score, the training capacity and the budget.
+Dualising them splits the programme into one small MIP per city (its pricing problem,
+``cost + mu * trained - lam * weight * score``), which HiGHS or CBC solve to optimality in
+a fraction of a second, where one branch-and-bound tree over 32 cities would take minutes.
+
+1. Prices zero: each city's cheapest plan meeting its own targets. If the national rows
+   hold, that plan is optimal for the whole programme (the relaxation is feasible).
+2. Otherwise: a restricted master over the plans found so far (one per city, a convex
+   combination in its LP relaxation) gives prices (LP duals); each city's pricing problem
+   proposes a better plan while its reduced cost is negative. The first columns include
+   each city's best-score plan, so the master is feasible whenever the programme is.
+3. The master as a MIP (one plan per city) picks the plan. The master LP value is a lower
+   bound for the restricted problem; the Lagrangian bound ``sum_c pricing_c + prices *
+   right-hand sides`` bounds the full one: their gap is reported as ``Coordinated.bound``.
+
+Soft mode prices every target's shortfall, the national one in the master.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulp
+
+from optimizer.anchor import CityState
+from optimizer.coordinate import Coordinated, _limits, solve_city
+from optimizer.formulation import SCALE, SHORTFALL_PRICE, read_plan
+from optimizer.inputs import CityInputs
+from optimizer.plan import CityPlan
+from optimizer.solve import Infeasible, solve
+from simulator.scenario import Planning
+
+__all__ = ["solve_decomposed"]
+
+MAX_ROUNDS = 12
+BIG_LAMBDA = 1e6  # yuan per national score point: the "best score" columns
+BUDGET_TIE = 1e-9  # budget mode: the cheaper of two equally good plans
+
+
+@dataclass(frozen=True)
+class Column:
+    """A city's candidate plan with what the master needs to know about it."""
+
+    plan: CityPlan
+    cost: float  # yuan per month (plus priced city shortfalls in soft mode)
+    score: float  # mean-anchored linearised score
+    training: float  # agents trained or certified
+    shortfall: tuple[tuple[str, float], ...]  # soft mode: (target, shortfall)
+
+
+def _price(ci: CityInputs, st: CityState, pl: Planning, mode: str, lagrange: tuple[float, float, float],
+           price: float, kw: dict) -> tuple[Column, float, float]:
+    """Solve one city's pricing problem; return its column, objective and solver time."""
+    sp, wall = solve_city(ci, st, pl, mode=mode, lagrange=lagrange, shortfall_price=price, **kw)
+    cv = sp.cities[ci.city]
+    short = tuple((w, float(e.value() or 0.0)) for (c, w), e in sp.shortfall.items())
+    penalty = sum(v * price / SCALE[w.split(":")[0]] for w, v in short)
+    training = sum(float(v.value() or 0.0) for v in list(cv.trained.values()) + list(cv.certified.values()))
+    score = cv.best_score()
+    col = Column(read_plan(sp)[ci.city], float(cv.cost.value() or 0.0) + penalty,
+                 score if score is not None else 0.0, round(training), short)
+    return col, float(pulp.value(sp.prob.objective) or 0.0), wall
+
+
+class _Master:
+    def __init__(self, inputs, states, pl: Planning, mode: str, national_offset: float, price: float) -> None:
+        self.inputs, self.states, self.pl, self.mode = inputs, states, pl, mode
+        self.cols: dict[str, list[Column]] = {c: [] for c in inputs}
+        anchors = {c: st.anchor for c, st in states.items()}
+        self.scored = all(anchors.get(c) is not None for c in inputs)
+        vol = {c: anchors[c].volume for c in inputs} if self.scored else {c: 1.0 for c in inputs}
+        tot = sum(vol.values())
+        self.w = {c: v / tot for c, v in vol.items()}
+        tg = pl.targets
+        self.nat_target = None if (tg.national_score_min is None or not self.scored or mode == "budget") \
+            else tg.national_score_min + national_offset
+        self.price = price
+
+    def add(self, c: str, col: Column) -> bool:
+        if any(x.plan.key() == col.plan.key() for x in self.cols[c]):
+            return False
+        self.cols[c].append(col)
+        return True
+
+    def solve(self, integer: bool, kw: dict) -> tuple[pulp.LpProblem, dict]:
+        """The restricted master (always a minimisation, so LP duals read the same way)."""
+        prob = pulp.LpProblem("master", pulp.LpMinimize)
+        cat = pulp.LpInteger if integer else pulp.LpContinuous
+        v = {(c, j): prob.add_variable(f"v_{i}_{j}", 0, 1, cat=cat)
+             for i, c in enumerate(self.cols) for j in range(len(self.cols[c]))}
+        for i, c in enumerate(self.cols):
+            prob += pulp.lpSum(v[c, j] for j in range(len(self.cols[c]))) == 1, f"one_{i}"
+
+        def total(f):
+            return pulp.lpSum(f(c, col) * v[c, j] for c in self.cols for j, col in enumerate(self.cols[c]))
+
+        cost = total(lambda c, col: col.cost)
+        score = total(lambda c, col: self.w[c] * col.score)
+        e = None
+        if self.nat_target is not None:
+            if self.mode == "soft":
+                e = prob.add_variable("nat_short", 0)
+                prob += score + e >= self.nat_target, "national"
+            else:
+                prob += score >= self.nat_target, "national"
+        if self.pl.max_trained_per_month is not None:
+            prob += total(lambda c, col: col.training) <= self.pl.max_trained_per_month, "training"
+        if self.pl.budget_per_month is not None and self.mode in ("budget", "soft"):
+            prob += cost <= self.pl.budget_per_month, "budget"
+        if self.mode == "budget":
+            prob += -1.0 * score + BUDGET_TIE * cost
+        else:
+            prob += cost + (self.price / SCALE["national_score"]) * e if e is not None else cost
+        solve(_Wrap(prob), **kw)
+        return prob, v
+
+    def prices(self, prob: pulp.LpProblem) -> tuple[tuple[float, float, float], dict[str, float]]:
+        """Pricing weights ``(alpha, lam, mu)`` and the convexity duals from the master LP."""
+        def pi(name: str) -> float:
+            c = prob.get_constraint_by_name(name)
+            return float(c.pi or 0.0) if c is not None else 0.0
+
+        lam = max(0.0, pi("national"))
+        mu = max(0.0, -pi("training"))
+        nu = max(0.0, -pi("budget"))
+        if self.mode == "budget":
+            alpha, lam = BUDGET_TIE + nu, 1.0
+        else:
+            alpha = 1.0 + nu
+        return (alpha, lam, mu), {c: pi(f"one_{i}") for i, c in enumerate(self.cols)}
+
+
+class _Wrap:
+    """Just enough of a StaffingProblem for ``solve``."""
+
+    def __init__(self, prob: pulp.LpProblem) -> None:
+        self.prob = prob
+
+
+def solve_decomposed(
+    inputs: Mapping[str, CityInputs],
+    states: Mapping[str, CityState],
+    planning: Planning,
+    *,
+    national_offset: float = 0.0,
+    soft: bool = False,
+    shortfall_price: float = SHORTFALL_PRICE,
+    solver: str = "highs",
+    time_limit_s: float | None = 120.0,
+    gap_rel: float = 1e-4,
+    cache: dict | None = None,
+) -> Coordinated:
+    """Solve the programme city by city, coordinated by prices (see the module docstring).
+
+    ``cache`` (kept by the caller across calls) remembers each city's pricing result for a
+    given state object and prices, so cities whose corrections did not change cost nothing.
+    """
+    t0 = time.perf_counter()
+    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    mode = "soft" if soft else ("budget" if planning.budget_per_month is not None else "cost")
+    city_mode = "soft" if soft else "cost"
+    m = _Master(inputs, states, planning, mode, national_offset, shortfall_price)
+    calls = 0
+
+    def price(c: str, weights: tuple[float, float, float]) -> tuple[Column, float]:
+        nonlocal calls
+        alpha, lam, mu = weights
+        key = (c, id(states[c]), city_mode, round(alpha, 12), round(lam * m.w[c], 6), round(mu, 6),
+               shortfall_price, 0)
+        if cache is not None and key in cache and cache[key][0] is states[c]:
+            return cache[key][1]
+        calls += 1
+        try:
+            out = _price(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price, kw)
+        except Infeasible as exc:
+            raise Infeasible(f"{c}: no plan meets the city's own targets", lp_path=exc.lp_path) from None
+        if cache is not None:
+            cache[key] = (states[c], out[:2])
+        return out[:2]
+
+    first = {c: price(c, (1.0, 0.0, 0.0))[0] for c in inputs}  # prices zero
+    for c, col in first.items():
+        m.add(c, col)
+    if mode != "budget" and _coupling_holds(m, first, planning):
+        return _done(m, first, t0, calls, sum(col.cost for col in first.values()), planning)
+    if m.scored:  # best-score columns keep the master feasible whenever anything is
+        for c in inputs:
+            m.add(c, price(c, (1.0, BIG_LAMBDA / m.w[c], 0.0))[0])
+    bound = None
+    for _ in range(MAX_ROUNDS):
+        try:
+            prob, v = m.solve(False, kw)
+        except Infeasible:
+            raise Infeasible("the national targets cannot be met by any combination of city plans") from None
+        weights, conv = m.prices(prob)
+        added, lagr = 0, 0.0
+        for c in inputs:
+            col, obj = price(c, weights)
+            lagr += obj
+            if obj - conv[c] < -1e-7 * (1.0 + abs(obj)) and m.add(c, col):
+                added += 1
+        if mode == "cost":
+            alpha, lam, mu = weights
+            bound = lagr + (lam * m.nat_target if m.nat_target is not None else 0.0) - (
+                mu * planning.max_trained_per_month if planning.max_trained_per_month is not None else 0.0)
+        if not added:
+            break
+    try:
+        prob, v = m.solve(True, kw)
+    except Infeasible:
+        raise Infeasible("the national targets cannot be met by any combination of city plans") from None
+    chosen = {c: next(col for j, col in enumerate(m.cols[c]) if (v[c, j].value() or 0) > 0.5) for c in inputs}
+    return _done(m, chosen, t0, calls, bound, planning)
+
+
+def _coupling_holds(m: _Master, chosen: Mapping[str, Column], pl: Planning) -> bool:
+    if m.nat_target is not None and sum(m.w[c] * col.score for c, col in chosen.items()) < m.nat_target - 1e-9:
+        return False
+    if pl.max_trained_per_month is not None and sum(col.training for col in chosen.values()) > pl.max_trained_per_month:
+        return False
+    if pl.budget_per_month is not None and sum(col.cost for col in chosen.values()) > pl.budget_per_month:
+        return False
+    return True
+
+
+def _done(m: _Master, chosen: Mapping[str, Column], t0: float, calls: int, bound: float | None,
+          planning: Planning) -> Coordinated:
+    plans = {c: col.plan for c, col in chosen.items()}
+    nat = sum(m.w[c] * col.score for c, col in chosen.items()) if m.scored else None
+    tg = planning.targets
+    shim = _Inputs(m.inputs)
+    binding = [_row(c, w, short, tg, plans, planning, shim)
+               for c, col in chosen.items() for w, short in col.shortfall if short > 1e-6]
+    if m.mode == "soft" and m.nat_target is not None and nat is not None and nat < m.nat_target - 1e-6:
+        binding.append({"city": "national", "target": "national_score", "required": float(tg.national_score_min),
+                        "best": float(tg.national_score_min) - (m.nat_target - nat),
+                        "limited_by": _limits(plans, "national", planning, shim)})
+    cost = sum(col.cost - sum(v * m.price / SCALE[w.split(":")[0]] for w, v in col.shortfall)
+               for col in chosen.values())
+    return Coordinated(plans, cost, time.perf_counter() - t0, bound, binding, nat, calls)
+
+
+class _Inputs:
+    """The two attributes of a StaffingProblem that ``_limits`` reads."""
+
+    def __init__(self, inputs: Mapping[str, CityInputs]) -> None:
+        self.inputs = inputs
+        self.total_cost = None
+
+
+def _row(city: str, what: str, short: float, tg, plans, planning: Planning, shim: _Inputs) -> dict:
+    kind = what.split(":")[0]
+    if kind == "mean_first_response":
+        required = float(tg.mean_first_response_h)
+        best = required + short / 3600.0
+    else:
+        required = float({"channel_share": tg.channel_target_share, "city_score": tg.city_score_min,
+                          "dialect_coverage": tg.dialect_coverage_min}[kind])
+        best = required - short
+    return {"city": city, "target": what, "required": required, "best": best,
+            "limited_by": _limits(plans, city, planning, shim)}

@@ -1,0 +1,224 @@
+"""Stage 6 of 7 (comparison): ``greedy(scenario) -> PlanResult``, a marginal-analysis heuristic.
+
+The yardstick the programme must beat: starting from today's staffing, repeatedly take the
+single action with the best improvement per yuan until every target holds, where both the
+improvement and "holds" are measured by the same simulator, streams and bounds as
+``optimize`` uses (``fit`` streams, loop horizon, prediction bounds for the verification).
+
+Actions (within the planning caps): seats on a shift pattern (temporary, or permanent where
+temporaries are capped or work differently), agents taught the local language (from the
+pool with the most untrained hours), agents certified one level up (lowest level, most
+hours), the next chatbot level, triage on. An action starts at one unit; one that wins
+twice in a row is tried next in doubled batches (up to 8), halved when it stops paying. The improvement of a city
+is the drop of its *deficit*: the sum over its failing targets of the shortfall in units
+of ``formulation.SCALE`` (0.01 of share, 0.1 h, one score point). Cities are independent,
+so each failing city takes its best action in every round; once all hold, actions are
+chosen across cities by national-score gain per yuan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from optimizer.formulation import SCALE
+from optimizer.inputs import PERMANENT, TEMPORARY, CityInputs, city_inputs
+from optimizer.loop import Iteration, PlanResult, loop_scenario
+from optimizer.plan import CityPlan, Plan, apply_plan, city_costs, local_languages
+from optimizer.verify import GROUPINGS, assess_cities, national_check, verify_plan
+from simulator.calibration import model_for
+from simulator.kpi import replicate
+from simulator.scenario import Scenario
+
+__all__ = ["greedy", "deficit"]
+
+
+def deficit(table: pd.DataFrame) -> float:
+    """Sum of the failing targets' shortfalls, each in units of its ``SCALE``."""
+    total = 0.0
+    for r in table.itertuples():
+        if r.ok:
+            continue
+        gap = (r.required - r.bound) if r.sense == ">=" else (r.bound - r.required)
+        total += max(0.0, float(gap)) / SCALE[r.target.split(":")[0]]
+    return total
+
+
+class _Sim:
+    """Simulate one city's plan on fit streams and check its targets (as the loop does)."""
+
+    def __init__(self, scenario: Scenario, n: int, seed: int, horizon_days: float | None, future: int | None):
+        self.sc = scenario
+        self.sc_loop = loop_scenario(scenario, horizon_days)
+        self.n, self.seed, self.future = n, seed, future
+        self.scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
+        self.sat = model_for(scenario)
+        self.pool: dict = {}
+        self.calls = 0
+        self.wall = 0.0
+
+    def run(self, cp: CityPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+        t0 = time.perf_counter()
+        c = cp.city
+        applied = apply_plan(self.sc_loop, Plan.build(self.sc_loop, {c: cp}))
+        reps = replicate(applied, self.n, seed=self.seed, purpose="fit", cities=[c], groupings=GROUPINGS)
+        a = assess_cities(applied, reps.kpis(("city",)), reps.kpis(("city", "channel")), self.sat,
+                          self.sc.planning.targets, [c], future=self.future, future_scale=self.scale,
+                          pool=self.pool)
+        self.calls += 1
+        self.wall += time.perf_counter() - t0
+        return a.table, a.city_rep
+
+
+def _cost(sc: Scenario, cp: CityPlan) -> float:
+    return sum(city_costs(sc, cp).values())
+
+
+def _add(table: dict, key: str, n: int = 1, cap: int | None = None) -> dict:
+    out = dict(table)
+    out[key] = out.get(key, 0) + n if cap is None else min(cap, out.get(key, 0) + n)
+    return out
+
+
+def _moves(sc: Scenario, ci: CityInputs, cp: CityPlan, trained_total: int,
+           batch: dict[str, int]) -> list[tuple[str, CityPlan]]:
+    """The actions available to a city under the planning caps (``batch`` units of each)."""
+    pl = sc.planning
+    out: list[tuple[str, CityPlan]] = []
+    room_t = None if pl.max_temporary_per_city is None else pl.max_temporary_per_city - sum(cp.temporaries.values())
+    room_h = None if pl.max_hires_per_city is None else pl.max_hires_per_city - sum(cp.hires.values())
+    differs = TEMPORARY in sc.employment and sc.employment[TEMPORARY] != sc.employment.get(PERMANENT)
+    for p in pl.shift_patterns:
+        if room_t is None or room_t > 0:
+            k = batch.get(f"temporary {p}", 1) if room_t is None else min(room_t, batch.get(f"temporary {p}", 1))
+            out.append((f"temporary {p}", _replace(cp, temporaries=_add(cp.temporaries, p, k))))
+        if (room_h is None or room_h > 0) and (differs or not (room_t is None or room_t > 0)):
+            k = batch.get(f"hire {p}", 1) if room_h is None else min(room_h, batch.get(f"hire {p}", 1))
+            out.append((f"hire {p}", _replace(cp, hires=_add(cp.hires, p, k))))
+    room = None if pl.max_trained_per_month is None else pl.max_trained_per_month - trained_total
+    langs = set(local_languages(sc, ci.city))
+    pools = sorted(ci.pools, key=lambda p: -p.hours)
+    if (room is None or room > 0) and langs:
+        for p in pools:
+            free = cp.heads(p.key, p.headcount) - cp.trained.get(p.key, 0)
+            if not langs <= p.languages and free > 0:
+                k = min(free, batch.get("train", 1), room if room is not None else free)
+                out.append(("train", _replace(cp, trained=_add(cp.trained, p.key, k))))
+                break
+    if room is None or room > 0:
+        for p in sorted(pools, key=lambda p: p.certification):
+            free = cp.heads(p.key, p.headcount) - cp.certified.get(p.key, 0)
+            if p.certification < 5 and free > 0:
+                k = min(free, batch.get("certify", 1), room if room is not None else free)
+                out.append(("certify", _replace(cp, certified=_add(cp.certified, p.key, k))))
+                break
+    now = cp.chatbot_penetration if cp.chatbot_penetration is not None else ci.penetration_now
+    ups = sorted(lv.penetration for lv in pl.chatbot_levels if lv.penetration > now + 1e-9)
+    if ups:
+        out.append((f"chatbot {ups[0]:g}", _replace(cp, chatbot_penetration=ups[0])))
+    if not (cp.triage or ci.triage_now):
+        out.append(("triage on", _replace(cp, triage=True)))
+    return out
+
+
+def _replace(cp: CityPlan, **kw) -> CityPlan:
+    fields = {"city": cp.city, "hires": cp.hires, "temporaries": cp.temporaries, "trained": cp.trained,
+              "certified": cp.certified, "chatbot_penetration": cp.chatbot_penetration, "triage": cp.triage}
+    fields.update(kw)
+    return CityPlan(**fields)
+
+
+def greedy(
+    scenario: Scenario,
+    *,
+    replications: int = 5,
+    verify_replications: int | None = None,
+    seed: int | None = None,
+    loop_horizon_days: float | None = 7.0,
+    max_steps: int = 400,
+    verify: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> PlanResult:
+    """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions."""
+    t0 = time.perf_counter()
+    say = log or (lambda s: None)
+    root = scenario.seed if seed is None else seed
+    n_verify = verify_replications or scenario.replications
+    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify if verify else None)
+    inputs = {c: city_inputs(scenario, c) for c in scenario.cities}
+    plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
+                         triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}
+    tables, reps = {}, {}
+    for c in scenario.cities:
+        tables[c], reps[c] = sim.run(plans[c])
+    steps: list[Iteration] = []
+
+    def trained_total() -> int:
+        return sum(sum(p.trained.values()) + sum(p.certified.values()) for p in plans.values())
+
+    batches: dict[str, dict[str, int]] = {c: {} for c in scenario.cities}
+    last: dict[str, str] = {}
+
+    def best_move(c: str, gain: Callable[[pd.DataFrame, pd.DataFrame], float]):
+        base_cost = _cost(scenario, plans[c])
+        best = None
+        for label, cand in _moves(scenario, inputs[c], plans[c], trained_total(), batches[c]):
+            t, r = sim.run(cand)
+            dc = max(_cost(scenario, cand) - base_cost, 1.0)
+            g = gain(t, r)
+            if best is None or g / dc > best[0]:
+                best = (g / dc, label, cand, t, r)
+        return best
+
+    while len(steps) < max_steps:
+        failing = [c for c in scenario.cities if deficit(tables[c]) > 1e-12]
+        if failing:
+            for c in failing:
+                d0 = deficit(tables[c])
+                move = best_move(c, lambda t, r: d0 - deficit(t))
+                if move is None:
+                    continue
+                ratio, label, plans[c], tables[c], reps[c] = move
+                # an action that wins again is tried in doubled batches next (halved when it stalls)
+                b = batches[c].get(label, 1)
+                batches[c][label] = min(8, 2 * b) if (last.get(c) == label and ratio > 0) else max(1, b // 2)
+                last[c] = label
+                steps.append(Iteration(len(steps) + 1, _total(scenario, plans), 0.0, 0.0, (c,), (),
+                                       note=f"{c}: {label}"))
+            say(f"greedy: {len(steps)} actions, {len(failing)} cities short")
+            continue
+        nat_table, _ = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets,
+                                      future=sim.future, future_scale=sim.scale)
+        if nat_table.empty or bool(nat_table["ok"].all()):
+            break
+        best = None
+        for c in scenario.cities:
+            def nat_gain(t, r, c=c):
+                rows = pd.concat([reps[k] for k in scenario.cities if k != c] + [r], ignore_index=True)
+                return float(national_check(rows, scenario.planning.targets)[1][0]
+                             - national_check(pd.concat(reps.values(), ignore_index=True),
+                                              scenario.planning.targets)[1][0])
+            move = best_move(c, nat_gain)
+            if move is not None and (best is None or move[0] > best[0][0]):
+                best = (move, c)
+        if best is None:
+            break
+        (_, label, plans[best[1]], tables[best[1]], reps[best[1]]), c = best
+        steps.append(Iteration(len(steps) + 1, _total(scenario, plans), 0.0, 0.0, (c,), (),
+                               note=f"{c}: {label} (national)"))
+    plan = Plan.build(scenario, plans, {"greedy": "marginal analysis on the simulator (fit streams)"})
+    nat = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets,
+                         future=sim.future, future_scale=sim.scale)[0]
+    table = pd.concat([t for t in list(tables.values()) + [nat] if len(t)], ignore_index=True).astype({"ok": bool})
+    ver = verify_plan(plan, scenario, n_verify, root) if verify and table["ok"].all() else None
+    ok = bool(table["ok"].all()) and (ver is None or ver.ok)
+    status = ("verified" if ver is not None and ver.ok else "fit") if ok else "unverified"
+    timings = {"simulate_s": sim.wall, "simulations": float(sim.calls), "total_s": time.perf_counter() - t0}
+    return PlanResult(plan, status, steps, ver, table, {}, timings)
+
+
+def _total(sc: Scenario, plans: dict[str, CityPlan]) -> float:
+    return float(sum(_cost(sc, cp) for cp in plans.values()))

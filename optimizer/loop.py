@@ -1,0 +1,499 @@
+"""Stage 6-7 of 7: ``optimize(scenario) -> PlanResult``, the simulation-optimisation loop.
+
+1. Inputs per city (``inputs``), and the baseline simulated on ``purpose="fit"`` streams:
+   the first linearisation of satisfaction is taken there (with the model's own late share,
+   since nothing has been corrected yet).
+2. Solve the programme (``coordinate.solve_plan``: cities coupled by the national score,
+   the training capacity and the budget).
+3. Simulate the plan on ``fit`` streams, only in the cities whose plan changed (cities are
+   independent, and common random numbers give unchanged cities the same numbers), on a
+   horizon cut to ``loop_horizon_days`` with ``loop_replications`` replications.
+4. Where a target fails, the programme learns from that point: the model's tables are
+   corrected to pass through the simulated bound (``anchor.make_state``) and satisfaction
+   is re-linearised there; a plan that fails again in the same city is cut off by a
+   tightening of that city's corrections. Back to 2 until every target holds in
+   simulation at the stated confidence, or the programme is infeasible (then the soft
+   programme finds the best reachable plan and ``Infeasible`` is raised with it), or
+   ``max_iterations`` is reached (status ``unverified``).
+5. ``verify_plan`` on ``purpose="verify"`` streams over the full horizon.
+
+This is the LP-plus-simulation cutting-plane scheme of Atlason, Epelman and Henderson
+(2004) with corrected tables in place of simulated subgradients: each iteration records
+its cost, solver and simulator time and the failing targets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from optimizer.anchor import CityState, ModelKpis, SimPoint, fit_efficiency, make_anchor, make_state
+from optimizer.coordinate import Coordinated, evaluate_city, solve_plan
+from optimizer.inputs import CityInputs, city_inputs
+from optimizer.plan import CityPlan, Plan
+from optimizer.solve import Infeasible
+from optimizer.verify import COLUMNS, GROUPINGS, Assessment, Verification, assess_cities, national_check, verify_plan
+from simulator.calibration import model_for
+from simulator.kpi import replicate
+from simulator.satisfaction import SatisfactionModel
+from simulator.scenario import Scenario
+
+__all__ = ["Iteration", "PlanResult", "optimize", "loop_scenario"]
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """One pass of the loop."""
+
+    k: int
+    cost: float
+    solve_s: float
+    simulate_s: float
+    simulated: tuple[str, ...]
+    failing: tuple[str, ...]  # "city:target" failing in the fit simulation
+    bound: float | None = None  # lower bound on the programme's optimum (decomposition)
+    note: str = ""
+
+
+@dataclass
+class PlanResult:
+    """A plan, how the loop reached it and how it fared on fresh streams."""
+
+    plan: Plan
+    status: str  # "verified" | "unverified" | "soft"
+    iterations: list[Iteration]
+    verification: Verification | None
+    fit: pd.DataFrame  # the last fit-stream assessment (targets table)
+    model: dict[str, ModelKpis]
+    timings: dict[str, float] = field(default_factory=dict)
+    binding: list[dict] = field(default_factory=list)
+
+    @property
+    def cost(self) -> float:
+        return self.plan.cost
+
+    def iterations_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([
+            {"iteration": i.k, "cost_per_month": i.cost, "solve_s": i.solve_s, "simulate_s": i.simulate_s,
+             "simulated": len(i.simulated), "failing": len(i.failing), "bound": i.bound,
+             "failing_targets": "; ".join(i.failing), "note": i.note}
+            for i in self.iterations
+        ])
+
+
+def loop_scenario(scenario: Scenario, horizon_days: float | None) -> Scenario:
+    """The scenario the loop simulates: the horizon cut to ``horizon_days`` (warm-up kept).
+
+    A cut horizon would lose the events after it and overweight those at its start, so the
+    cut scenario keeps the whole horizon's expected shares: each outage is folded into the
+    window at the same weekday and hour (whole weeks back) with its loss probability scaled by
+    ``window / horizon``, and each initial backlog is scaled by the same factor (an
+    approximation: the expected lost and backlog shares match, their timing does not).
+    """
+    if horizon_days is None or horizon_days >= scenario.horizon_days:
+        return scenario
+    h = max(horizon_days, scenario.warmup_h / 24.0 + 1.0)
+    ratio = (h * 24.0 - scenario.warmup_h) / (scenario.horizon_days * 24.0 - scenario.warmup_h)
+    outages = []
+    for o in scenario.outages:
+        start = o.start_h
+        while start + o.duration_h > h * 24.0 and start >= 168.0:
+            start -= 168.0
+        if start + o.duration_h <= h * 24.0:
+            outages.append(o.model_copy(update={"start_h": start,
+                                                "loss_probability": min(1.0, o.loss_probability * ratio)}))
+    data = scenario.model_dump()
+    data["horizon_days"] = h
+    data["outages"] = [o.model_dump() for o in outages]
+    for c in data["cities"].values():
+        c["initial_backlog"] = {k: int(round(v * ratio)) for k, v in c["initial_backlog"].items()}
+    return Scenario.model_validate(data)
+
+
+class _Loop:
+    """State of one optimisation: inputs, corrections, the cache of simulated plans."""
+
+    def __init__(self, scenario: Scenario, *, solver: str, loop_replications: int, seed: int,
+                 loop_horizon_days: float | None, solve_kw: dict, log: Callable[[str], None],
+                 future: int | None = None) -> None:
+        self.sc = scenario
+        self.future = future
+        self.sc_loop = loop_scenario(scenario, loop_horizon_days)
+        # a verification over the full horizon averages over more days: its replications vary less
+        self.future_scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
+        self.solver, self.n, self.seed, self.solve_kw, self.log = solver, loop_replications, seed, solve_kw, log
+        self.pl = scenario.planning
+        self.sat: SatisfactionModel = model_for(scenario)
+        self.inputs: dict[str, CityInputs] = {c: city_inputs(scenario, c) for c in scenario.cities}
+        self.states: dict[str, CityState] = {}
+        self.points: dict[str, SimPoint] = {}
+        self.rep_rows: dict[str, pd.DataFrame] = {}  # city -> per replication offered, score
+        self.table: dict[str, pd.DataFrame] = {}  # city -> target rows
+        self.plans: dict[str, CityPlan] = {}
+        self.simulated_key: dict[str, tuple] = {}
+        self.failed: dict[str, set] = {}  # city -> plan keys that failed
+        self.model: dict[str, ModelKpis] = {}
+        self.national: tuple[float, float] | None = None
+        self.cache: dict = {}  # pricing results per (city, state, prices)
+        self.pool: dict = {}  # replication variance per (city, target), pooled over simulated plans
+        self.seen: dict[str, dict] = {}  # city -> plan key -> (passed, cost, plan, rep rows, table)
+        self._nat_key: tuple | None = None
+
+    # -- simulation -------------------------------------------------------------------------
+    def simulate(self, plans: Mapping[str, CityPlan], cities: list[str], corrected: bool) -> float:
+        """Simulate ``cities`` under ``plans`` (fit streams) and refresh their anchors."""
+        from optimizer.plan import apply_plan
+
+        if not cities:
+            return 0.0
+        t0 = time.perf_counter()
+        plan = Plan.build(self.sc_loop, {c: plans[c] for c in cities})
+        applied = apply_plan(self.sc_loop, plan)
+        reps = replicate(applied, self.n, seed=self.seed, purpose="fit", cities=cities, groupings=GROUPINGS)
+        a: Assessment = assess_cities(applied, reps.kpis(("city",)), reps.kpis(("city", "channel")),
+                                      self.sat, self.pl.targets, cities, future=self.future,
+                                      future_scale=self.future_scale, pool=self.pool if corrected else None)
+        wall = time.perf_counter() - t0
+        for c in cities:
+            self.points[c] = a.points[c]
+            self.rep_rows[c] = a.city_rep[a.city_rep["city"] == c]
+            self.table[c] = a.table[a.table["city"] == c]
+            self.simulated_key[c] = plans[c].key()
+            if corrected:
+                self.seen.setdefault(c, {})[plans[c].key()] = (
+                    bool(self.table[c]["ok"].all()), _city_cost(self.sc, plans[c]), plans[c],
+                    self.rep_rows[c], self.table[c])
+            self._refresh(c, plans[c], corrected)
+        return wall
+
+    def incumbent(self) -> dict[str, CityPlan] | None:
+        """Each city's cheapest plan that passed in simulation, if together they pass nationally.
+
+        Common random numbers make the cities' replications of different iterations
+        combinable: replication r of a city is the same whatever the other cities do.
+        """
+        best = {}
+        for c in self.sc.cities:
+            ok = [v for v in self.seen.get(c, {}).values() if v[0]]
+            if not ok:
+                return None
+            best[c] = min(ok, key=lambda v: v[1])
+        rows = pd.concat([v[3] for v in best.values()], ignore_index=True)
+        nat, _ = national_check(rows, self.pl.targets, future=self.future, future_scale=self.future_scale)
+        if len(nat) and not bool(nat["ok"].all()):
+            return None
+        return {c: v[2] for c, v in best.items()}
+
+    def use(self, plans: Mapping[str, CityPlan]) -> None:
+        """Make ``plans`` (all simulated before) the current ones, with their simulated rows."""
+        for c, cp in plans.items():
+            _, _, _, rows, table = self.seen[c][cp.key()]
+            self.rep_rows[c], self.table[c] = rows, table
+        self.plans = dict(plans)
+
+    def _refresh(self, c: str, cp: CityPlan, corrected: bool) -> None:
+        """Model evaluation at the simulated plan, then the anchor and corrections there."""
+        ci, sim = self.inputs[c], self.points[c]
+        mm = float(sim.kpis.get("mismatch_rate", np.nan))
+        lang = sum(ci.languages.values())
+        state = CityState(mm_factor=1.0 + lang * (mm if np.isfinite(mm) else 0.0) * (ci.mismatch_handle - 1.0))
+        if corrected:
+            option = _option_key(ci, cp)
+            state = replace(state, efficiency=fit_efficiency(ci, cp, option, state, sim))
+        model = evaluate_city(ci, state, self.pl, cp, solver=self.solver)
+        anchor = make_anchor(ci, cp, model, sim, self.sat, corrected=corrected)
+        new = make_state(ci, anchor, model, sim, corrected=corrected, mm_factor=state.mm_factor,
+                         efficiency=state.efficiency)
+        self.states[c] = new
+        self.model[c] = model
+
+    def national_check(self) -> pd.DataFrame:
+        rows = pd.concat(list(self.rep_rows.values()), ignore_index=True)
+        table, self.national = national_check(rows, self.pl.targets, future=self.future,
+                                              future_scale=self.future_scale, pool=self._nat_pool())
+        return table
+
+    def _nat_pool(self) -> dict | None:
+        """Pool the national variance once per distinct set of plans (not per look at it)."""
+        key = tuple(sorted(self.simulated_key.items()))
+        if not self.plans or key == self._nat_key:
+            return {k: v for k, v in self.pool.items()} if self.plans else None
+        self._nat_key = key
+        return self.pool
+
+    def assessment(self) -> pd.DataFrame:
+        parts = [t for t in list(self.table.values()) + [self.national_check()] if len(t)]
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(COLUMNS))
+        return table.astype({"ok": bool})
+
+    # -- the loop ---------------------------------------------------------------------------
+    def tighten(self, c: str, failing: pd.DataFrame) -> None:
+        """A plan failed again in city ``c``: move its corrections against the failing targets.
+
+        Efficiency drops 5 % (more agents needed everywhere), the failing channels' miss
+        ratios and the response ratio grow 25 %, a failing score anchor drops a quarter point.
+        """
+        st = self.states[c]
+        miss = dict(st.miss_ratio)
+        resp = st.response_ratio
+        anchor = st.anchor
+        for t in failing["target"]:
+            if t.startswith("channel_share:"):
+                ch = t.split(":", 1)[1]
+                miss[ch] = miss.get(ch, 1.0) * 1.25
+            elif t == "mean_first_response":
+                resp *= 1.25
+            elif t == "city_score" and anchor is not None:
+                anchor = replace(anchor, score=anchor.score - 0.25)
+        self.states[c] = replace(st, efficiency=st.efficiency * 0.95, miss_ratio=miss, response_ratio=resp,
+                                 anchor=anchor)
+
+
+def optimize(
+    scenario: Scenario,
+    *,
+    solver: str = "highs",
+    loop_replications: int = 5,
+    verify_replications: int | None = None,
+    seed: int | None = None,
+    max_iterations: int = 8,
+    loop_horizon_days: float | None = 7.0,
+    verify: bool = True,
+    verify_rounds: int = 2,
+    polish_s: float = 30.0,
+    time_limit_s: float | None = 120.0,
+    gap_rel: float = 1e-4,
+    log: Callable[[str], None] | None = None,
+) -> PlanResult:
+    """Plan at least cost (or, with a budget, at most budget and best national score).
+
+    Parameters
+    ----------
+    loop_replications, verify_replications : int
+        Replications per simulated plan in the loop (``fit`` streams, horizon cut to
+        ``loop_horizon_days``) and in the verification (``verify`` streams, full horizon;
+        default ``scenario.replications``). The loop accepts a plan when the prediction
+        bound says the verification's bounds will clear the targets.
+    verify_rounds : int
+        If verification fails, the loop goes on with twice the replications (fit streams
+        still) and verifies again, at most this many rounds in all.
+    polish_s : float
+        Seconds for a simulation-checked descent from the loop's plan (one unit at a time,
+        largest saving first, kept while every target holds on the fit streams); 0: none.
+
+    Raises
+    ------
+    Infeasible
+        When no plan meets the targets; ``.binding`` names the targets and the best values
+        reachable, ``.best`` is the soft programme's plan (a ``PlanResult``, simulated).
+    """
+    t_start = time.perf_counter()
+    say = log or (lambda s: None)
+    root = scenario.seed if seed is None else seed
+    n_verify = verify_replications or scenario.replications
+    solve_kw = {"time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    L = _Loop(scenario, solver=solver, loop_replications=loop_replications, seed=root,
+              loop_horizon_days=loop_horizon_days, solve_kw=solve_kw, log=say,
+              future=n_verify if verify else None)
+    t_inputs = time.perf_counter() - t_start
+    base = {c: CityPlan(c) for c in scenario.cities}
+    L.sim_s = L.simulate(base, list(scenario.cities), corrected=False)
+    say(f"baseline: {int((~L.assessment()['ok']).sum())} targets fail in simulation")
+    iterations: list[Iteration] = []
+    ver = None
+    for round_ in range(max(1, verify_rounds)):
+        if round_:  # verification failed: more replications on the fit streams, all cities again
+            L.n *= 2
+            L.simulated_key.clear()
+            say(f"verification failed; loop again with {L.n} replications")
+        _iterate(L, iterations, max_iterations, t_start)
+        if polish_s > 0 and L.plans and bool(L.assessment()["ok"].all()):
+            t_pol = time.perf_counter()
+            kept = _polish(L, polish_s, say)
+            iterations.append(Iteration(len(iterations) + 1, sum(_city_cost(scenario, cp) for cp in L.plans.values()),
+                                        0.0, time.perf_counter() - t_pol, (), (), None,
+                                        f"polish: {kept} one-unit reductions kept (simulation-checked)"))
+        plan = Plan.build(scenario, L.plans or base, assumptions=_assumptions(L))
+        if not verify or not L.assessment()["ok"].all():
+            break
+        t_ver = time.perf_counter()
+        ver = verify_plan(plan, scenario, n_verify, root, model=L.sat)
+        L.verify_s = getattr(L, "verify_s", 0.0) + time.perf_counter() - t_ver
+        say(f"verification ({n_verify} replications, fresh streams): "
+            f"{'all targets hold' if ver.ok else f'{len(ver.failing)} targets fail'}")
+        if ver.ok:
+            break
+    table = L.assessment()
+    status = "verified" if (table["ok"].all() and (ver is not None and ver.ok)) else "unverified"
+    if not verify and table["ok"].all():
+        status = "fit"
+    timings = {"inputs_s": t_inputs, "simulate_s": L.sim_s, "solve_s": sum(i.solve_s for i in iterations),
+               "verify_s": getattr(L, "verify_s", 0.0), "total_s": time.perf_counter() - t_start}
+    return PlanResult(plan, status, iterations, ver, table, dict(L.model), timings)
+
+
+def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start: float) -> None:
+    """Solve, simulate the changed cities, correct; until the fit simulation passes."""
+    say = L.log
+    k0 = len(iterations)
+    for k in range(k0 + 1, k0 + max_iterations + 1):
+        nat_off = (L.national[0] - L.national[1]) if (k > 1 and L.national) else 0.0
+        try:
+            solved = solve_plan(L.inputs, L.states, L.pl, solver=L.solver, national_offset=nat_off,
+                                cache=L.cache, **L.solve_kw)
+        except Infeasible as exc:
+            raise _infeasible(L, nat_off, iterations, exc, t_start) from None
+        plans = solved.plans
+        changed = [c for c in L.sc.cities if plans[c].key() != L.simulated_key.get(c)]
+        known = [c for c in changed if plans[c].key() in L.seen.get(c, {}) and L.seen[c][plans[c].key()][0]]
+        if known and len(known) == len(changed):  # only plans that already passed: nothing new to learn
+            iterations.append(Iteration(k, solved.cost, solved.wall_s, 0.0, (), (), solved.bound,
+                                        "plans already simulated"))
+            L.use({**L.plans, **{c: plans[c] for c in known}})
+            _finish(L, say)
+            return
+        repeat = [c for c in changed if plans[c].key() in L.failed.get(c, set())]
+        if repeat:  # a plan that already failed: tighten there and solve again, no simulation
+            for c in repeat:
+                L.tighten(c, L.table[c][~L.table[c]["ok"]])
+            iterations.append(Iteration(k, solved.cost, solved.wall_s, 0.0, (), (), solved.bound,
+                                        f"repeat of a failed plan in {', '.join(repeat)}: tightened"))
+            continue
+        sim = L.simulate(plans, changed, corrected=True)
+        L.sim_s += sim
+        L.plans = dict(plans)
+        table = L.assessment()
+        bad = table[~table["ok"]]
+        for c in set(bad["city"]) - {"national"}:
+            L.failed.setdefault(c, set()).add(plans[c].key())
+        fails = tuple(f"{r.city}:{r.target}" for r in bad.itertuples())
+        iterations.append(Iteration(k, solved.cost, solved.wall_s, sim, tuple(changed), fails, solved.bound))
+        say(f"iteration {k}: cost {solved.cost:,.0f}/month, {len(changed)} cities simulated, "
+            f"{len(fails)} targets fail")
+        if not changed:
+            break
+    _finish(L, say)
+
+
+def _removals(L: _Loop, c: str) -> list[CityPlan]:
+    """One-unit reductions of a city's plan, the largest saving first."""
+    cp = L.plans[c]
+    ci = L.inputs[c]
+    out = []
+
+    def minus(table: Mapping[str, int], key: str) -> dict:
+        t = dict(table)
+        t[key] -= 1
+        return {k: v for k, v in t.items() if v}
+
+    def fields(**kw) -> CityPlan:
+        base = {"city": c, "hires": cp.hires, "temporaries": cp.temporaries, "trained": cp.trained,
+                "certified": cp.certified, "chatbot_penetration": cp.chatbot_penetration, "triage": cp.triage}
+        return CityPlan(**{**base, **kw})
+
+    for name in ("hires", "temporaries"):
+        for p, n in getattr(cp, name).items():
+            pool = ("hire:" if name == "hires" else "temp:") + p
+            if n > max(cp.trained.get(pool, 0), cp.certified.get(pool, 0)):
+                out.append(fields(**{name: minus(getattr(cp, name), p)}))
+    for name in ("trained", "certified"):
+        for pool in getattr(cp, name):
+            out.append(fields(**{name: minus(getattr(cp, name), pool)}))
+    lower = [o.penetration for o in ci.options if o.penetration < (cp.chatbot_penetration or 0.0) - 1e-9]
+    if lower:
+        out.append(fields(chatbot_penetration=max(lower)))
+    if cp.triage and not ci.triage_now:
+        out.append(fields(triage=False))
+    return sorted(out, key=lambda x: _city_cost(L.sc, x) - _city_cost(L.sc, cp))
+
+
+def _polish(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
+    """Simulation-checked descent from the loop's plan: drop one unit while every target holds.
+
+    The programme's plan carries the model's remaining pessimism; each candidate reduction is
+    simulated on the fit streams and kept if the city's targets and the national score still
+    pass (the same criterion as the loop). Cities are visited most expensive first; the search
+    stops when ``budget_s`` seconds are spent. Returns the number of reductions kept.
+    """
+    t0 = time.perf_counter()
+    kept = 0
+    for c in sorted(L.plans, key=lambda x: -_city_cost(L.sc, L.plans[x])):
+        improved = True
+        while improved and time.perf_counter() - t0 < budget_s:
+            improved = False
+            current = L.plans[c]
+            for cand in _removals(L, c):
+                if time.perf_counter() - t0 >= budget_s:
+                    break
+                known = L.seen.get(c, {}).get(cand.key())
+                if known is None:
+                    L.sim_s += L.simulate({c: cand}, [c], corrected=True)
+                    known = L.seen[c][cand.key()]
+                if known[0]:
+                    L.use({**L.plans, c: cand})
+                    if bool(L.national_check()["ok"].all()):
+                        kept += 1
+                        improved = True
+                        break
+                L.use({**L.plans, c: current})
+    if kept:
+        say(f"polish: {kept} reductions kept, cost {sum(_city_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
+    return kept
+
+
+def _finish(L: _Loop, say: Callable[[str], None]) -> None:
+    """Keep the incumbent (cheapest plans that passed) when it beats the last plans."""
+    inc = L.incumbent()
+    if inc is None:
+        return
+    last_ok = bool(L.assessment()["ok"].all())
+    if not last_ok or sum(_city_cost(L.sc, cp) for cp in inc.values()) < sum(
+            _city_cost(L.sc, cp) for cp in L.plans.values()) - 1e-6:
+        L.use(inc)
+        say(f"incumbent: the cheapest plans that passed, {sum(_city_cost(L.sc, cp) for cp in inc.values()):,.0f}/month")
+
+
+def _city_cost(sc: Scenario, cp: CityPlan) -> float:
+    from optimizer.plan import city_costs
+
+    return float(sum(city_costs(sc, cp).values()))
+
+
+def _option_key(ci: CityInputs, cp: CityPlan) -> str:
+    pen = ci.penetration_now if cp.chatbot_penetration is None else cp.chatbot_penetration
+    tri = cp.triage or ci.triage_now
+    return next(o.key for o in ci.options if abs(o.penetration - pen) < 1e-9 and o.triage == tri)
+
+
+def _assumptions(L: _Loop) -> dict[str, str]:
+    notes = {}
+    for ci in L.inputs.values():
+        notes.update({f"optimizer.{k}": v for k, v in ci.assumptions.items()})
+        break
+    if L.sc_loop is not L.sc:
+        notes["optimizer.loop_horizon"] = (
+            f"the loop simulates {L.sc_loop.horizon_days:g} of {L.sc.horizon_days:g} days; "
+            "verification uses the full horizon")
+    return notes
+
+
+def _infeasible(L: _Loop, nat_off: float, iterations: list[Iteration], exc: Infeasible,
+                t_start: float) -> Infeasible:
+    """Solve the soft programme, simulate its plan, and build the error that reports it."""
+    soft = solve_plan(L.inputs, L.states, L.pl, solver=L.solver, national_offset=nat_off, soft=True, **L.solve_kw)
+    changed = [c for c in L.sc.cities if soft.plans[c].key() != L.simulated_key.get(c)]
+    L.simulate(soft.plans, changed, corrected=True)
+    L.plans = dict(soft.plans)
+    table = L.assessment()
+    plan = Plan.build(L.sc, soft.plans, assumptions=_assumptions(L))
+    iterations.append(Iteration(len(iterations) + 1, soft.cost, soft.wall_s, 0.0, tuple(changed),
+                                tuple(f"{r.city}:{r.target}" for r in table[~table["ok"]].itertuples()),
+                                None, "soft programme (targets with priced shortfalls)"))
+    best = PlanResult(plan, "soft", iterations, None, table, dict(L.model),
+                      {"total_s": time.perf_counter() - t_start}, soft.binding)
+    names = ", ".join(f"{b['city']}:{b['target']}" for b in soft.binding) or "(none in the model)"
+    return Infeasible(f"no plan meets every target; binding: {names}", soft.binding, best, exc.lp_path)

@@ -1,0 +1,170 @@
+"""Stage 6 of 7 (optimizer): run a solver on a ``StaffingProblem`` and check what came back.
+
+The only module that speaks PuLP's camelCase (``timeLimit``, ``gapRel``, ``msg``). Two
+solvers: ``"cbc"`` (the CBC binary bundled with PuLP, run by ``COIN_CMD`` as a subprocess fed
+an MPS file) and ``"highs"``
+(HiGHS in-process through highspy). Every solve is checked: PuLP's ``LpStatus`` must be
+``Optimal`` and its solution status ``LpSolutionOptimal`` (HiGHS reports a time-limited
+incumbent as ``Optimal`` with ``LpSolutionIntegerFeasible``; that is accepted only with
+``accept_incumbent=True`` and flagged ``proven=False``). An infeasible problem raises
+``Infeasible``; anything else raises ``SolverError``; both write the model as an ``.lp``
+file (path in the exception) for inspection.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulp
+
+from optimizer.formulation import StaffingProblem
+
+__all__ = ["Infeasible", "SolverError", "Solved", "max_violation", "solve", "SOLVERS"]
+
+SOLVERS = ("highs", "cbc")
+
+
+class SolverError(RuntimeError):
+    """The solver failed or returned something other than a proven (or accepted) optimum."""
+
+    def __init__(self, message: str, status: str = "", lp_path: str | None = None) -> None:
+        self.status, self.lp_path = status, lp_path
+        super().__init__(message + (f" (model written to {lp_path})" if lp_path else ""))
+
+
+class Infeasible(Exception):
+    """No plan meets the targets.
+
+    Attributes
+    ----------
+    binding : list of dict
+        One row per target that cannot be met: ``city``, ``target``, ``required``, ``best``
+        (the best value reachable, from the soft programme) and ``limited_by`` (caps at
+        their bound in the best plan).
+    best : object
+        The best plan reachable with priced shortfalls (a ``PlanResult`` from ``optimize``),
+        or ``None`` when raised by ``solve`` itself.
+    lp_path : str or None
+        The infeasible model written as an ``.lp`` file.
+    """
+
+    def __init__(self, message: str, binding: list[dict] | None = None, best: object = None,
+                 lp_path: str | None = None) -> None:
+        self.binding, self.best, self.lp_path = list(binding or []), best, lp_path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        lines = [self.args[0]]
+        for b in self.binding:
+            lines.append(
+                f"  {b['city']}: {b['target']} needs {b['required']:.4g}, best reachable "
+                f"{b['best']:.4g}" + (f" (limited by {', '.join(b['limited_by'])})" if b.get("limited_by") else "")
+            )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Solved:
+    """What one solve returned (values are read from the problem's variables)."""
+
+    solver: str
+    status: str
+    proven: bool
+    objective: float
+    wall_s: float
+    rows: int
+    columns: int
+    integers: int
+
+
+def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: bool,
+            threads: int | None, mip: bool = True) -> pulp.LpSolver:
+    if name == "highs":
+        return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
+    if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated)
+        return pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, mip=mip, msg=msg, timeLimit=time_limit_s,
+                             gapRel=gap_rel, threads=threads)
+    raise ValueError(f"solver must be one of {SOLVERS}, got {name!r}")
+
+
+def _write_lp(prob: pulp.LpProblem, lp_dir: str | os.PathLike[str] | None) -> str:
+    d = Path(lp_dir) if lp_dir is not None else Path(tempfile.gettempdir()) / "capplan-lp"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{prob.name}-{os.getpid()}-{time.time_ns()}.lp"
+    prob.writeLP(str(path))
+    return str(path)
+
+
+def max_violation(prob: pulp.LpProblem, variables: list | None = None) -> float:
+    """Largest violation of a row or bound, relative to the row's size (``1 + sum |a_j x_j| + |b|``)."""
+    worst = 0.0
+    for c in prob.constraints():
+        act = sum(abs(a * (v.varValue or 0.0)) for v, a in c.items())
+        val = c.value()  # lhs - rhs
+        if c.sense == pulp.LpConstraintGE:
+            viol = -val
+        elif c.sense == pulp.LpConstraintLE:
+            viol = val
+        else:
+            viol = abs(val)
+        worst = max(worst, viol / (1.0 + act + abs(c.constant)))
+    for v in variables if variables is not None else prob.variables():
+        x = v.varValue or 0.0
+        if v.lowBound is not None:
+            worst = max(worst, (v.lowBound - x) / (1.0 + abs(x)))
+        if v.upBound is not None:
+            worst = max(worst, (x - v.upBound) / (1.0 + abs(x)))
+    return worst
+
+
+def solve(
+    problem: StaffingProblem,
+    *,
+    solver: str = "highs",
+    time_limit_s: float | None = 120.0,
+    gap_rel: float | None = 1e-6,
+    msg: bool = False,
+    threads: int | None = None,
+    accept_incumbent: bool = False,
+    relax: bool = False,
+    lp_dir: str | os.PathLike[str] | None = None,
+) -> Solved:
+    """Solve in place and check the status; raise ``Infeasible`` or ``SolverError`` otherwise.
+
+    Parameters
+    ----------
+    solver : {"highs", "cbc"}
+    time_limit_s : float or None
+        Wall-clock limit handed to the solver.
+    gap_rel : float or None
+        Relative MIP gap at which the solver may stop (``1e-6``: optimal in practice).
+    accept_incumbent : bool
+        Accept a feasible, not proven optimal, solution when the time limit stops the search.
+    relax : bool
+        Solve the LP relaxation (integrality dropped): a lower bound.
+    """
+    prob = problem.prob
+    t0 = time.perf_counter()
+    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax))
+    wall = time.perf_counter() - t0
+    name = pulp.LpStatus[status]
+    sol = prob.sol_status
+    if name == "Infeasible":
+        raise Infeasible(f"the programme is infeasible ({solver})", lp_path=_write_lp(prob, lp_dir))
+    proven = name == "Optimal" and sol == pulp.LpSolutionOptimal
+    feasible = name == "Optimal" and sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
+    if not proven and not (accept_incumbent and feasible):
+        detail = pulp.LpSolution.get(sol, str(sol))
+        raise SolverError(f"{solver} returned status {name} / {detail}", name, _write_lp(prob, lp_dir))
+    variables = prob.variables()
+    worst = max_violation(prob, variables)
+    if worst > 1e-6:
+        raise SolverError(f"{solver}: the returned solution violates a constraint by {worst:.2e} "
+                          "(relative)", name, _write_lp(prob, lp_dir))
+    n_int = sum(1 for v in variables if v.cat == pulp.LpInteger)
+    return Solved(solver, name, proven, float(pulp.value(prob.objective) or 0.0), wall,
+                  len(prob.constraints()), len(variables), n_int)
