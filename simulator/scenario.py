@@ -10,6 +10,7 @@ never a dict. Times in the file are hours or seconds as the field name says
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -506,6 +507,27 @@ class Scenario(Spec):
 
     def tier_mix_of(self, city: str) -> dict[str, float]:
         return self.cities[city].tier_mix or {k: t.share for k, t in self.tiers.items()}
+
+    def only(self, cities: Sequence[str]) -> Scenario:
+        """The same scenario restricted to ``cities`` (outages and observations of the others dropped).
+
+        Cities are simulated independently (streams keyed by city name), so a city's numbers
+        are the same here as in the whole scenario.
+        """
+        for c in cities:
+            _known(c, self.cities, "cities")
+        keep = set(cities)
+        data = self.model_dump()
+        data["cities"] = {c: v for c, v in data["cities"].items() if c in keep}
+        data["outages"] = [o for o in data["outages"] if o["cities"] == "all" or keep & set(o["cities"])]
+        for o in data["outages"]:
+            if o["cities"] != "all":
+                o["cities"] = [c for c in o["cities"] if c in keep]
+        obs = data["satisfaction"]["observed"]
+        if obs is not None:
+            for key in ("cities", "complaint_shares"):
+                obs[key] = {c: v for c, v in obs[key].items() if c in keep}
+        return Scenario.model_validate(data)
 
 
 def _known(key: str, table: object, field: str) -> None:
