@@ -1,26 +1,28 @@
-"""Stage 6 of 7 (optimizer): where one city's linearisation and corrections stand.
+"""Stage 6 of 7 (optimizer): where one city's corrections and satisfaction linearisation stand.
 
 The programme's performance model (Erlang tables, the asynchronous fluid) predicts each
-target's value from the decisions; the simulator measures it. At every simulated plan
-(the *anchor* ``x_k``) the loop records, per city:
+target's value from the decisions; the simulator measures it. At every simulated plan (the
+*anchor*) the loop records, per city, the corrected table entries:
 
-* corrections: ``offset = simulated bound - model value`` for each channel's share within
-  target and for the mean first response (a corrected table entry: the model is shifted to
-  pass through the simulated point);
-* the satisfaction linearisation: the score is a monotone logistic function of KPI
-  features; the programme uses its first-order expansion at the anchor,
-  ``score(x) ~ score_k + sum_f dscore/df * (f(x) - f(x_k))``, where the feature changes
-  ``f(x) - f(x_k)`` come from the performance model (late share) or are linear in the
-  decisions (agent hours, certification, language coverage, chatbot deflection,
-  occupancy); ``score_k`` is the simulated score's lower confidence bound (so a plan that
-  meets the linearised target meets it at the stated confidence once the linearisation is
-  exact), or the model's own score before anything was simulated.
+* ``efficiency``: effective agents are scaled so that the model's synchronous miss share
+  equals the simulated one at the anchor (the table is re-indexed, its shape and saturation
+  kept: a target stays reachable with enough agents);
+* ``miss_ratio`` per channel and ``response_ratio``: what is left, as simulated bound over
+  model value at the anchor, scaling the allowed misses and the allowed mean response;
+* the satisfaction expansion: the score is a monotone logistic function of KPI features
+  (``simulator.satisfaction``); each *lever* the programme moves (late share, unresolved
+  share, misunderstood share, mean certification, occupancy) is moved alone along its range
+  through ``SatisfactionModel.scores`` itself and the upper concave envelope of the change
+  bounds its effect, so gains saturate where the model saturates. The anchor value is the
+  simulated score's bound (city rows) or mean (national row), or the model's own score
+  before any plan was simulated.
 
 Shares are fractions, times seconds, volumes contacts over the simulated horizon.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -28,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from optimizer.inputs import CityInputs
-from optimizer.tables import Pieces
 from optimizer.plan import CityPlan
+from optimizer.tables import Pieces
 from simulator.satisfaction import SatisfactionModel
 
 SKILLS_MISMATCH = 0.5  # share of the no-skills mismatch left when language tickets wait for a speaker
@@ -197,7 +199,7 @@ def _upper_hull(x: np.ndarray, y: np.ndarray, lever: str) -> Pieces:
             hull.pop()
         hull.append(p)
     a, b = [], []
-    for (x0, y0), (x1, y1) in zip(hull[:-1], hull[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(hull):
         slope = (y1 - y0) / (x1 - x0)
         a.append(y0 - slope * x0)
         b.append(slope)

@@ -17,7 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from optimizer.anchor import CityState, ModelKpis
-from optimizer.formulation import SHORTFALL_PRICE, StaffingProblem, build_problem, model_kpis, read_plan
+from optimizer.formulation import (
+    SHORTFALL_PRICE,
+    StaffingProblem,
+    build_problem,
+    model_kpis,
+    read_plan,
+)
 from optimizer.inputs import CityInputs
 from optimizer.plan import CityPlan
 from optimizer.solve import Infeasible, solve
@@ -38,6 +44,7 @@ class Coordinated:
     national: float | None = None  # linearised national score of the plan
     solver_calls: int = 1
     problems: list[StaffingProblem] = field(default_factory=list)
+    proven: bool = True  # every chosen plan came from a problem solved to optimality
 
 
 def evaluate_city(ci: CityInputs, state: CityState, planning: Planning, cp: CityPlan, *,
@@ -59,6 +66,8 @@ def solve_city(
     solver: str = "highs",
     time_limit_s: float | None = 120.0,
     gap_rel: float = 1e-4,
+    threads: int | None = None,
+    accept_incumbent: bool = False,
 ) -> tuple[StaffingProblem, float]:
     """One city's programme, option by option (chatbot level x triage).
 
@@ -67,7 +76,8 @@ def solve_city(
     and skipped once the bound cannot beat the best plan found. Returns the best solved
     problem and the solver time. Raises ``Infeasible`` when no option is feasible.
     """
-    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "threads": threads,
+          "accept_incumbent": accept_incumbent}
     opts = [o.key for o in ci.options if not o.dominated]
     wall = 0.0
 
@@ -96,6 +106,7 @@ def solve_city(
         except Infeasible:
             continue
         wall += res.wall_s
+        sp.proven = res.proven
         if best is None or res.objective < best[0]:
             best = (res.objective, sp)
     if best is None:
@@ -120,14 +131,22 @@ def solve_plan(
     gap_rel: float = 1e-4,
     monolithic_max: int = 1,
     cache: dict | None = None,
+    workers: int = 1,
+    frozen: Mapping[str, CityPlan] | None = None,
+    reprice: bool = False,
 ) -> Coordinated:
-    """Solve the programme for all ``inputs`` (raises ``Infeasible`` when the hard one is)."""
+    """Solve the programme for all ``inputs`` (raises ``Infeasible`` when the hard one is).
+
+    ``frozen`` cities keep their plans, or with ``reprice`` keep them among their choices
+    (decomposed programme only; see ``decompose``).
+    """
     kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
     if len(inputs) > monolithic_max:
         from optimizer.decompose import solve_decomposed
 
         return solve_decomposed(inputs, states, planning, national_offset=national_offset, soft=soft,
-                                shortfall_price=shortfall_price, cache=cache, **kw)
+                                shortfall_price=shortfall_price, cache=cache, workers=workers, frozen=frozen,
+                                reprice=reprice, **kw)
     if len(inputs) == 1 and _mode(planning) == "cost":
         (city, ci), = inputs.items()
         sp, wall = solve_city(ci, states.get(city, CityState()), planning, mode="soft" if soft else "cost",
@@ -192,7 +211,20 @@ def _limits(plans: Mapping[str, CityPlan], city: str, pl: Planning, sp: Staffing
         used = sum(sum(cp.trained.values()) + sum(cp.certified.values()) for cp in plans.values())
         if used >= pl.max_trained_per_month:
             out.append(f"max_trained_per_month={pl.max_trained_per_month}")
-    if pl.budget_per_month is not None and sp.total_cost is not None:
-        if float(sp.total_cost.value() or 0.0) >= pl.budget_per_month * (1 - 1e-6):
+    if pl.budget_per_month is not None:
+        spent = sum(_plan_cost(sp.inputs[c], pl, cp) for c, cp in plans.items())
+        seats = [p.seat_cost for c in plans for p in sp.inputs[c].pools if p.new]
+        if pl.budget_per_month - spent < min(seats or [0.0]):  # not even one more seat fits
             out.append(f"budget_per_month={pl.budget_per_month:g}")
     return sorted(set(out))
+
+
+def _plan_cost(ci: CityInputs, pl: Planning, cp: CityPlan) -> float:
+    """A plan's monthly cost from the programme's own data (seats, training, option)."""
+    seats = sum(p.seat_cost * cp.heads(p.key) for p in ci.pools if p.new)
+    train = pl.language_training_cost * sum(cp.trained.values())
+    cert = pl.certification_cost_per_level * sum(cp.certified.values())
+    pen = ci.penetration_now if cp.chatbot_penetration is None else cp.chatbot_penetration
+    tri = cp.triage or ci.triage_now
+    option = next((o.cost for o in ci.options if abs(o.penetration - pen) < 1e-9 and o.triage == tri), 0.0)
+    return float(seats + train + cert + option)

@@ -22,23 +22,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulp
 
 from optimizer.anchor import CityState
-from optimizer.coordinate import Coordinated, _limits, solve_city
-from optimizer.formulation import SCALE, SHORTFALL_PRICE, read_plan
+from optimizer.coordinate import Coordinated, _limits, _plan_cost, solve_city
+from optimizer.formulation import SCALE, SHORTFALL_PRICE, build_problem, read_plan
 from optimizer.inputs import CityInputs
+from optimizer.parallel import pmap
 from optimizer.plan import CityPlan
 from optimizer.solve import Infeasible, solve
 from simulator.scenario import Planning
 
 __all__ = ["solve_decomposed"]
 
-MAX_ROUNDS = 12
+MAX_ROUNDS = 2  # pricing rounds; the integer master then chooses among the columns found
 BIG_LAMBDA = 1e6  # yuan per national score point: the "best score" columns
 BUDGET_TIE = 1e-9  # budget mode: the cheaper of two equally good plans
+PRICING_LIMIT_S = 1.0  # time limit of a priced city problem (its incumbent is still a column)
 
 
 @dataclass(frozen=True)
@@ -46,24 +48,54 @@ class Column:
     """A city's candidate plan with what the master needs to know about it."""
 
     plan: CityPlan
-    cost: float  # yuan per month (plus priced city shortfalls in soft mode)
+    cost: float  # yuan per month plus priced city shortfalls (soft mode): the objective
+    money: float  # yuan per month: what the budget caps
     score: float  # mean-anchored linearised score
     training: float  # agents trained or certified
     shortfall: tuple[tuple[str, float], ...]  # soft mode: (target, shortfall)
+    proven: bool = True  # the pricing problem was solved to optimality
 
 
 def _price(ci: CityInputs, st: CityState, pl: Planning, mode: str, lagrange: tuple[float, float, float],
-           price: float, kw: dict) -> tuple[Column, float, float]:
+           price: float, kw: dict, limit: float = PRICING_LIMIT_S) -> tuple[Column, float, float]:
     """Solve one city's pricing problem; return its column, objective and solver time."""
+    # a column need not be proven optimal to be useful: a time-limited incumbent is still a plan
+    kw = {**kw, "accept_incumbent": True}
+    priced = lagrange[1] > 0.0 or lagrange[2] > 0.0 or lagrange[0] != 1.0
+    if priced:
+        kw["time_limit_s"] = min(kw.get("time_limit_s") or limit, limit)
     sp, wall = solve_city(ci, st, pl, mode=mode, lagrange=lagrange, shortfall_price=price, **kw)
+    col = _column(sp, ci, price)
+    return replace(col, proven=sp.proven), float(pulp.value(sp.prob.objective) or 0.0), wall
+
+
+def _price_job(args: tuple) -> tuple[Column, float] | Infeasible:
+    """A pricing problem in a worker: its column and objective, or the ``Infeasible`` raised."""
+    ci, st, pl, mode, lagrange, price, kw, limit = args
+    try:
+        col, obj, _ = _price(ci, st, pl, mode, lagrange, price, kw, limit)
+    except Infeasible as exc:
+        return exc
+    return col, obj
+
+
+def _today(ci: CityInputs, st: CityState, pl: Planning, price: float, kw: dict) -> Column:
+    """The city's plan of today (nothing bought) as a soft column: it fits any budget."""
+    sp = build_problem({ci.city: ci}, {ci.city: st}, pl, mode="soft", coupled=False, lagrange=(1.0, 0.0, 0.0),
+                       shortfall_price=price, fixed={ci.city: CityPlan(ci.city)})
+    solve(sp, **kw)
+    return _column(sp, ci, price)
+
+
+def _column(sp, ci: CityInputs, price: float) -> Column:
     cv = sp.cities[ci.city]
     short = tuple((w, float(e.value() or 0.0)) for (c, w), e in sp.shortfall.items())
     penalty = sum(v * price / SCALE[w.split(":")[0]] for w, v in short)
     training = sum(float(v.value() or 0.0) for v in list(cv.trained.values()) + list(cv.certified.values()))
     score = cv.best_score()
-    col = Column(read_plan(sp)[ci.city], float(cv.cost.value() or 0.0) + penalty,
-                 score if score is not None else 0.0, round(training), short)
-    return col, float(pulp.value(sp.prob.objective) or 0.0), wall
+    money = float(cv.cost.value() or 0.0)
+    return Column(read_plan(sp)[ci.city], money + penalty, money,
+                  score if score is not None else 0.0, round(training), short)
 
 
 class _Master:
@@ -99,6 +131,7 @@ class _Master:
             return pulp.lpSum(f(c, col) * v[c, j] for c in self.cols for j, col in enumerate(self.cols[c]))
 
         cost = total(lambda c, col: col.cost)
+        money = total(lambda c, col: col.money)
         score = total(lambda c, col: self.w[c] * col.score)
         e = None
         if self.nat_target is not None:
@@ -110,7 +143,7 @@ class _Master:
         if self.pl.max_trained_per_month is not None:
             prob += total(lambda c, col: col.training) <= self.pl.max_trained_per_month, "training"
         if self.pl.budget_per_month is not None and self.mode in ("budget", "soft"):
-            prob += cost <= self.pl.budget_per_month, "budget"
+            prob += money <= self.pl.budget_per_month, "budget"
         if self.mode == "budget":
             prob += -1.0 * score + BUDGET_TIE * cost
         else:
@@ -153,58 +186,101 @@ def solve_decomposed(
     time_limit_s: float | None = 120.0,
     gap_rel: float = 1e-4,
     cache: dict | None = None,
+    workers: int = 1,
+    frozen: Mapping[str, CityPlan] | None = None,
+    reprice: bool = False,
+    rounds: int = MAX_ROUNDS,
+    pricing_limit_s: float = PRICING_LIMIT_S,
 ) -> Coordinated:
     """Solve the programme city by city, coordinated by prices (see the module docstring).
 
+    ``rounds`` bounds the pricing rounds and ``pricing_limit_s`` each priced problem's time:
+    the defaults trade the last fraction of a percent of cost for minutes on 32 cities;
+    enough rounds and time make the result the programme's optimum (the tests check it).
+
+    ``frozen`` cities keep the given plan (one column, at its state's anchor: the loop freezes
+    plans that passed in simulation); only the others are priced. With ``reprice`` they are
+    priced too, the given plan staying among their columns (a known-good choice).
+
     ``cache`` (kept by the caller across calls) remembers each city's pricing result for a
     given state object and prices, so cities whose corrections did not change cost nothing.
+    ``workers > 1`` prices cities in spawned processes (HiGHS's thread pool does not
+    survive a fork), one solver thread each.
     """
     t0 = time.perf_counter()
     kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    # CBC: one thread per worker process. HiGHS keeps its default: its thread count is fixed
+    # once its scheduler has started in a process, and a single job runs in this one
+    job_kw = {**kw, "threads": 1} if workers > 1 and solver == "cbc" else kw
     mode = "soft" if soft else ("budget" if planning.budget_per_month is not None else "cost")
     city_mode = "soft" if soft else "cost"
     m = _Master(inputs, states, planning, mode, national_offset, shortfall_price)
+    frozen = {c: cp for c, cp in (frozen or {}).items()
+              if c in inputs and states[c].anchor is not None and states[c].anchor.plan.key() == cp.key()}
+    free = list(inputs) if reprice else [c for c in inputs if c not in frozen]
+    known = {c: _frozen(inputs[c], states[c], planning, cp) for c, cp in frozen.items()}
     calls = 0
 
-    def price(c: str, weights: tuple[float, float, float]) -> tuple[Column, float]:
+    def price_all(weights: tuple[float, float, float]) -> dict[str, tuple[Column, float]]:
+        """Every city's pricing problem at these prices (cached, cities in parallel)."""
         nonlocal calls
         alpha, lam, mu = weights
-        key = (c, id(states[c]), city_mode, round(alpha, 12), round(lam * m.w[c], 6), round(mu, 6),
-               shortfall_price, 0)
-        if cache is not None and key in cache and cache[key][0] is states[c]:
-            return cache[key][1]
-        calls += 1
-        try:
-            out = _price(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price, kw)
-        except Infeasible as exc:
-            raise Infeasible(f"{c}: no plan meets the city's own targets", lp_path=exc.lp_path) from None
-        if cache is not None:
-            cache[key] = (states[c], out[:2])
-        return out[:2]
+        keys = {c: (c, id(states[c]), city_mode, round(alpha, 12), round(lam * m.w[c], 6), round(mu, 6),
+                    shortfall_price) for c in free}
+        out = {c: cache[k][1] for c, k in keys.items()
+               if cache is not None and k in cache and cache[k][0] is states[c]}
+        todo = [c for c in free if c not in out]
+        jobs = [(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price, job_kw,
+                 pricing_limit_s)
+                for c in todo]
+        for c, res in zip(todo, pmap(_price_job, jobs, workers, start="spawn")):
+            if isinstance(res, Infeasible):
+                raise Infeasible(f"{c}: no plan meets the city's own targets", lp_path=res.lp_path)
+            out[c] = res
+            calls += 1
+            if cache is not None:
+                cache[keys[c]] = (states[c], res)
+        return out
 
-    first = {c: price(c, (1.0, 0.0, 0.0))[0] for c in inputs}  # prices zero
-    for c, col in first.items():
+    first = {c: v[0] for c, v in price_all((1.0, 0.0, 0.0)).items()}  # prices zero
+    for c, col in known.items():
+        if reprice and col.money < first[c].money:  # the known-good plan is also the cheaper one
+            first[c] = col
+        first.setdefault(c, col)
+    for c, col in list(first.items()) + list(known.items()):
         m.add(c, col)
     if mode != "budget" and _coupling_holds(m, first, planning):
-        return _done(m, first, t0, calls, sum(col.cost for col in first.values()), planning)
+        return _done(m, first, t0, calls, sum(col.money for col in first.values()), planning)
+    if mode == "soft":  # today's plans cost nothing: the master fits any budget
+        for c in free:
+            m.add(c, _today(inputs[c], states[c], planning, shortfall_price, kw))
+            calls += 1
     if m.scored:  # best-score columns keep the master feasible whenever anything is
-        for c in inputs:
-            m.add(c, price(c, (1.0, BIG_LAMBDA / m.w[c], 0.0))[0])
+        jobs = [(inputs[c], states[c], planning, city_mode, (1.0, BIG_LAMBDA, 0.0), shortfall_price, job_kw,
+                 pricing_limit_s)
+                for c in free]
+        for c, res in zip(free, pmap(_price_job, jobs, workers, start="spawn")):
+            if isinstance(res, Infeasible):
+                raise Infeasible(f"{c}: no plan meets the city's own targets", lp_path=res.lp_path)
+            m.add(c, res[0])
+            calls += 1
     bound = None
-    for _ in range(MAX_ROUNDS):
+    for _ in range(rounds):
         try:
             prob, v = m.solve(False, kw)
         except Infeasible:
             raise Infeasible("the national targets cannot be met by any combination of city plans") from None
         weights, conv = m.prices(prob)
         added, lagr = 0, 0.0
-        for c in inputs:
-            col, obj = price(c, weights)
+        priced = price_all(weights)
+        exact = not (frozen and not reprice) and all(col.proven for col, _ in priced.values())
+        for c in free:
+            col, obj = priced[c]
             lagr += obj
             if obj - conv[c] < -1e-7 * (1.0 + abs(obj)) and m.add(c, col):
                 added += 1
-        if mode == "cost":
-            alpha, lam, mu = weights
+        if mode == "cost" and exact:  # the Lagrangian bound needs every pricing problem solved
+            _, lam, mu = weights
             bound = lagr + (lam * m.nat_target if m.nat_target is not None else 0.0) - (
                 mu * planning.max_trained_per_month if planning.max_trained_per_month is not None else 0.0)
         if not added:
@@ -217,14 +293,19 @@ def solve_decomposed(
     return _done(m, chosen, t0, calls, bound, planning)
 
 
+def _frozen(ci: CityInputs, st: CityState, pl: Planning, cp: CityPlan) -> Column:
+    """A frozen city's one column: its plan at the anchor, where the model's score is the simulated one."""
+    money = _plan_cost(ci, pl, cp)
+    training = sum(cp.trained.values()) + sum(cp.certified.values())
+    return Column(cp, money, money, float(st.anchor.score_mean), training, ())
+
+
 def _coupling_holds(m: _Master, chosen: Mapping[str, Column], pl: Planning) -> bool:
     if m.nat_target is not None and sum(m.w[c] * col.score for c, col in chosen.items()) < m.nat_target - 1e-9:
         return False
     if pl.max_trained_per_month is not None and sum(col.training for col in chosen.values()) > pl.max_trained_per_month:
         return False
-    if pl.budget_per_month is not None and sum(col.cost for col in chosen.values()) > pl.budget_per_month:
-        return False
-    return True
+    return not (pl.budget_per_month is not None and sum(col.money for col in chosen.values()) > pl.budget_per_month)
 
 
 def _done(m: _Master, chosen: Mapping[str, Column], t0: float, calls: int, bound: float | None,
@@ -239,9 +320,10 @@ def _done(m: _Master, chosen: Mapping[str, Column], t0: float, calls: int, bound
         binding.append({"city": "national", "target": "national_score", "required": float(tg.national_score_min),
                         "best": float(tg.national_score_min) - (m.nat_target - nat),
                         "limited_by": _limits(plans, "national", planning, shim)})
-    cost = sum(col.cost - sum(v * m.price / SCALE[w.split(":")[0]] for w, v in col.shortfall)
-               for col in chosen.values())
-    return Coordinated(plans, cost, time.perf_counter() - t0, bound, binding, nat, calls)
+    cost = sum(col.money for col in chosen.values())
+    out = Coordinated(plans, cost, time.perf_counter() - t0, bound, binding, nat, calls)
+    out.proven = all(col.proven for col in chosen.values())
+    return out
 
 
 class _Inputs:

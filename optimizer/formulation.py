@@ -4,33 +4,34 @@ Per city, decisions: seats per candidate pattern (``hire:<p>``, ``temp:<p>``, in
 agents trained in the local language and agents certified one level up per pool (integer),
 one option (chatbot level x triage, binary). Staffing and shifts are decided together: the
 effective agents present in interval ``t`` are ``n_t = sum_pools cover_t * speed * heads``
-(certification adds the faster handle time of certified agents; language mismatch slows
-everyone by the state's ``mm_factor``), and every target is written on the intervals'
-performance, never on per-interval requirements rounded up and then added.
+(certification adds its faster handle time; the state's ``efficiency`` and language
+``mm_factor`` scale everyone), and every target is written on the intervals' performance
+aggregated over the horizon, never on per-interval requirements rounded up and then added.
 
-One agent serves one ticket at a time. Its present time is split once: ``w_t`` agents'
-worth goes to asynchronous tickets and follow-ups, the rest ``n_t - w_t`` serves the
-synchronous queue (split again by option, ``m_{t,o}``, so each option's curve sees only its
-own staffing: the perspective formulation, tight without big-M). No agent is counted in
-two skills or two channels at once: a multi-skilled agent adds to ``n_t`` once.
+One agent serves one ticket at a time: an agent adds to ``n_t`` once, whatever its channels
+or languages; all synchronous channels share one queue (its Erlang curve per option), so no
+agent is counted in two queues. Per interval and option, ``n_t`` splits into ``m1`` (the
+interval staffed at or above its curve's concave start, binary ``z``) and ``m0`` (below it:
+nothing answered in target, nothing left for deferred work). The Erlang chords hold in
+perspective form, ``x <= a z + b m1``: the convex hull of the two cases, exact at every
+integer ``m1``. Only quiet intervals (load at most ``quiet_share`` of the peak) may stay
+understaffed, and without triage none with asynchronous tickets (one FIFO queue).
 
-Synchronous performance: ``within_{t,c,o} <= a_k u_o + b_k m_{t,o}`` for the chords of
-the Erlang curve (``tables``), exact at every integer ``m`` above the curve's concave start.
-An interval staffed below that start (binary ``y_t = 0``) counts nothing as answered in
-target (pessimistic; such hours are rare in good plans).
+Asynchronous tickets (e-mail, social) and follow-ups: work-conserving agents take them as
+they come, so the curves are shifted by that work (see ``inputs``); in a staffed interval
+the hour's fresh tickets are answered within it; tickets of understaffed intervals wait in
+a fluid backlog with hourly age buckets and are answered in later intervals' idle time (a
+tangent of the queue's convex idle curve, conservative); a ticket older than its channel's
+target is late; the backlog's time integral is their waiting time.
 
-Asynchronous tickets (e-mail, social) are deferrable work: a fluid queue per day type with
-age buckets (one hour each) is served by ``w_t``; tickets reaching an age above their
-channel's target are late; the backlog's time integral is their waiting time. Without
-triage one FIFO queue holds all tickets, so the synchronous curves use the pooled load and
-asynchronous tickets of the hour are served with it; only carried-over backlog uses ``w``.
-
-Targets (``planning.targets``; each ``None`` is off): each channel's share within target,
-the mean first response, each city's score, the national volume-weighted score and dialect
-coverage (speaker share of agent hours for every local language). Modes: ``cost``
-(minimise monthly cost), ``budget`` (maximise the national score within the budget), and
-the two phases of ``soft`` (priced shortfalls: first the least total shortfall, then the
-cheapest plan with it). ``fixed`` pins a city's decisions to evaluate the model at a plan.
+Targets (``planning.targets``; each ``None`` is off): each channel's share within target
+(allowed misses scaled by the state's ``miss_ratio``), the mean first response (scaled by
+``response_ratio``), each city's score (separable concave approximation at the anchor, see
+``anchor``), the national volume-weighted score, dialect coverage (speaker share of agent
+hours for every local language). Modes: ``cost`` (minimise monthly cost), ``budget``
+(maximise the national score within the budget), ``soft`` (every target may fall short at a
+price), ``evaluate`` (decisions ``fixed``: the model's prediction at a plan). ``lagrange``
+turns a one-city problem into its pricing problem for ``decompose``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from optimizer.inputs import CityInputs
 from optimizer.plan import CityPlan
 from simulator.scenario import Planning, Targets
 
-__all__ = ["StaffingProblem", "CityVars", "build_problem", "read_plan", "model_kpis", "SCALE", "SHORTFALL_PRICE"]
+__all__ = ["SCALE", "SHORTFALL_PRICE", "CityVars", "StaffingProblem", "build_problem", "model_kpis", "read_plan"]
 
 DROP_WAIT_H = 24.0  # a dropped (never answered) asynchronous ticket is charged this wait
 
@@ -114,6 +115,7 @@ class StaffingProblem:
     national: pulp.LpAffineExpression | None = None
     total_cost: pulp.LpAffineExpression | None = None
     weights: dict[str, float] = field(default_factory=dict)
+    proven: bool = True  # False when the solver stopped at its time limit with an incumbent
 
 
 class _Builder:
@@ -499,7 +501,7 @@ class _Builder:
             train = pulp.lpSum(v for cv in sp.cities.values() for v in list(cv.trained.values())
                                + list(cv.certified.values()))
             score = pulp.lpSum(cv.score_mean for cv in sp.cities.values() if cv.score_mean is not None)
-            self.prob.setObjective(alpha * (sp.total_cost + short) + mu * train - lam * score)
+            self.prob.setObjective(alpha * sp.total_cost + short + mu * train - lam * score)
             return
         if self.mode == "evaluate":
             # the model's operations at fixed decisions: least late, then least waiting
@@ -535,7 +537,7 @@ def build_problem(
     ``fixed``, targets dropped, the model's operations computed). ``national_offset`` is
     subtracted from the mean-anchored national score (mean minus lower bound).
     ``coupled=False`` leaves out the national rows (score, training capacity, budget);
-    ``lagrange=(alpha, lam, mu)`` sets the objective ``alpha * (cost + shortfall prices) +
+    ``lagrange=(alpha, lam, mu)`` sets the objective ``alpha * cost + shortfall prices +
     mu * trained-and-certified - lam * score`` (a city's pricing problem);
     ``only_option`` restricts a city to one option (city -> option key).
     """
@@ -560,7 +562,7 @@ def read_plan(sp: StaffingProblem) -> dict[str, CityPlan]:
     out = {}
     for city, cv in sp.cities.items():
         ci = sp.inputs[city]
-        r = lambda v: int(round(v.value() or 0.0))  # noqa: E731
+        r = lambda v: round(v.value() or 0.0)
         hires = {k[5:]: r(v) for k, v in cv.seats.items() if k.startswith("hire:") and r(v)}
         temps = {k[5:]: r(v) for k, v in cv.seats.items() if k.startswith("temp:") and r(v)}
         trained = {k: r(v) for k, v in cv.trained.items() if r(v)}

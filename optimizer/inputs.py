@@ -20,10 +20,14 @@ Demand (per option: chatbot level x triage)
     (a good plan has few); the simulation loop corrects what this leaves out.
 
 Synchronous queue
-    With triage on, synchronous customers are served first: their queue holds only them.
-    Without triage one FIFO queue holds every ticket, so synchronous customers see the
-    asynchronous load too (``pooled``); asynchronous customers never hang up, so the pooled
-    abandonment rate is the synchronous one diluted by their share.
+    All synchronous channels share one queue (one agent, one ticket at a time). With triage
+    on, synchronous customers are served first, but agents are work-conserving: they take
+    the hour's asynchronous tickets and follow-ups whenever no caller waits, and a caller
+    arriving then waits for one to finish. So each interval's curve is that of the
+    synchronous load served by the agents net of that deferred work (``shift``). Without
+    triage one FIFO queue holds every ticket: the curve uses the pooled load, whose
+    abandonment rate is the synchronous one diluted by the asynchronous share (they never
+    hang up), shifted by the follow-up work only.
 
 Agents
     Existing groups are sunk; candidate pools are ``hire:<pattern>`` (permanent, full_time
@@ -447,7 +451,7 @@ def city_inputs(scenario: Scenario, city: str, *, tolerance: float = 0.003) -> C
         handle_per_cert_level=sc.resolution.handle_factor_per_cert_level,
         triage_now=triage_now,
         penetration_now=c.chatbot_penetration,
-        seat_cap=int(math.ceil(3.0 * peak + 10)),
+        seat_cap=math.ceil(3.0 * peak + 10),
         assumptions={
             "seat_cost": "a seat's monthly cost scales with its pattern's hours / agent_hours_per_month",
             "new_agents": "hires and temporaries start at certification 1 without local languages",

@@ -62,7 +62,7 @@ class CityPlan:
 
     def key(self) -> tuple:
         """A hashable summary: equal keys mean the same simulated scenario for this city."""
-        norm = lambda m: tuple(sorted((k, int(v)) for k, v in m.items() if v))  # noqa: E731
+        norm = lambda m: tuple(sorted((k, int(v)) for k, v in m.items() if v))
         return (norm(self.hires), norm(self.temporaries), norm(self.trained), norm(self.certified),
                 None if self.chatbot_penetration is None else round(self.chatbot_penetration, 9),
                 self.triage)
@@ -209,9 +209,8 @@ def _city_groups(sc: Scenario, cp: CityPlan) -> list[AgentGroup]:
             key = f"{prefix}:{p}"
             groups += _split(base, cp.trained.get(key, 0), cp.certified.get(key, 0), langs)
     for key in pools:
-        if key.startswith(("hire:", "temp:")) and not cp.heads(key):
-            if cp.trained.get(key) or cp.certified.get(key):
-                raise ValueError(f"{cp.city}: pool '{key}' has no seats to train or certify")
+        if key.startswith(("hire:", "temp:")) and not cp.heads(key) and (cp.trained.get(key) or cp.certified.get(key)):
+            raise ValueError(f"{cp.city}: pool '{key}' has no seats to train or certify")
     return groups
 
 

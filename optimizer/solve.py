@@ -23,7 +23,7 @@ import pulp
 
 from optimizer.formulation import StaffingProblem
 
-__all__ = ["Infeasible", "SolverError", "Solved", "max_violation", "solve", "SOLVERS"]
+__all__ = ["SOLVERS", "Infeasible", "Solved", "SolverError", "max_violation", "solve"]
 
 SOLVERS = ("highs", "cbc")
 

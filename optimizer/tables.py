@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betainc, gammaln, logsumexp
 
-__all__ = ["Curve", "Pieces", "erlang_table", "curve", "concave_pieces", "convex_pieces"]
+__all__ = ["Curve", "Pieces", "concave_pieces", "curve", "erlang_table"]
 
 _TAIL = 1e-12
 
@@ -135,7 +135,7 @@ def erlang_table(
 
 @dataclass(frozen=True)
 class Pieces:
-    """Lines ``value <= a + b n`` (concave, hypograph) or ``value >= a + b n`` (convex, epigraph)."""
+    """Lines ``value <= a + b n``: the hypograph of a concave piecewise-linear function."""
 
     a: np.ndarray
     b: np.ndarray
@@ -145,9 +145,6 @@ class Pieces:
 
     def lower_envelope(self, n: float) -> float:
         return float(np.min(self.a + self.b * n))
-
-    def upper_envelope(self, n: float) -> float:
-        return float(np.max(self.a + self.b * n))
 
 
 def _keep(x: np.ndarray, y: np.ndarray, tolerance: float) -> list[int]:
@@ -183,10 +180,6 @@ def concave_pieces(x: np.ndarray, y: np.ndarray, tolerance: float = 0.0) -> Piec
     """Chords of a concave, non-decreasing sequence (the hypograph of its interpolation)."""
     return _pieces(x, y, tolerance)
 
-
-def convex_pieces(x: np.ndarray, y: np.ndarray, tolerance: float = 0.0) -> Pieces:
-    """Chords of a convex, non-increasing sequence (the epigraph of its interpolation)."""
-    return _pieces(x, y, tolerance)
 
 
 @dataclass(frozen=True)
@@ -265,8 +258,8 @@ def curve(
     lam = rate_per_h / 3600.0
     w = np.asarray(mixes, dtype=float)
     load = lam * aht_s
-    lo = max(0, int(math.floor(load - 1.5 * math.sqrt(load) - 1)))
-    hi = max(lo + 4, int(math.ceil(load + 4.5 * math.sqrt(load) + 6)))
+    lo = max(0, math.floor(load - 1.5 * math.sqrt(load) - 1))
+    hi = max(lo + 4, math.ceil(load + 4.5 * math.sqrt(load) + 6))
     tab = erlang_table(lam, aht_s, patience_s, targets_s, range(lo, hi + 1))
     while True:
         outs = tab.within @ w.T  # (N, outputs)

@@ -23,8 +23,8 @@ from simulator.scenario import (
     single_queue,
 )
 
-ONLY_SHARE = dict(mean_first_response_h=None, city_score_min=None, national_score_min=None,
-                  dialect_coverage_min=None)
+ONLY_SHARE = {"mean_first_response_h": None, "city_score_min": None, "national_score_min": None,
+              "dialect_coverage_min": None}
 # a morning and an afternoon peak, quiet nights
 PROFILE = (0.3, 0.2, 0.2, 0.2, 0.2, 0.3, 0.5, 0.9, 1.4, 1.8, 2.0, 1.9,
            1.5, 1.6, 1.8, 1.8, 1.6, 1.3, 1.1, 1.0, 0.8, 0.6, 0.5, 0.4)
@@ -56,7 +56,7 @@ def patterns_scenario(*, tickets_per_day: float = 900.0, bot_levels: bool = True
     so the only levers are seats on the patterns, the chatbot level and triage.
     """
     phone = Channel(synchronous=True, target_s=60.0, patience=Distribution(dist="exponential", mean_s=240.0))
-    exp = lambda m: HandleTime(default=Distribution(dist="exponential", mean_s=m))  # noqa: E731
+    exp = lambda m: HandleTime(default=Distribution(dist="exponential", mean_s=m))
     levels = (ChatbotLevel(penetration=0.4, cost_per_month=4_000.0),) if bot_levels else ()
     planning = Planning(
         shift_patterns=patterns or {
@@ -121,16 +121,16 @@ def tiny_national(*, targets: Targets | None = None, **planning_kw) -> Scenario:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def solo():
     return solo_scenario
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def patterns():
     return patterns_scenario
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def national():
     return tiny_national

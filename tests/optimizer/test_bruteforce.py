@@ -9,7 +9,7 @@ below the concave start of its curve answers nothing within target, and only qui
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pulp
@@ -44,7 +44,7 @@ def _oracle(sc, max_seats: dict[str, int]) -> tuple[float, dict]:
         load = lam * mean_h / 3600.0
         quiet = load <= QUIET_SHARE * load.max()
 
-        @lru_cache(maxsize=None)
+        @cache
         def within(h: int, n: int, esc=esc, direct=direct, lam=lam, mean_h=mean_h) -> float:
             if n == 0:
                 return 0.0

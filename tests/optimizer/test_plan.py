@@ -48,7 +48,7 @@ def test_apply_plan_makes_exactly_the_intended_groups(small):
     assert g["temp_night"].employment == "temporary" and g["temp_night"].certification == 1
     assert "temporary" in out.employment and "plan.temporary" in out.assumptions
     # head counts add up; speakers are the old ones plus the trained ones
-    total = lambda sc: sum(x.headcount for x in sc.cities["Urumqi"].agent_groups)  # noqa: E731
+    total = lambda sc: sum(x.headcount for x in sc.cities["Urumqi"].agent_groups)
     assert total(out) == total(small) + 5
     speakers = sum(x.headcount for x in out.cities["Urumqi"].agent_groups if "uyghur" in x.languages)
     assert speakers == 3 + 4 + 8 + 1

@@ -13,7 +13,17 @@ from optimizer.inputs import city_inputs, seat_factor, week_cover
 from optimizer.plan import CityPlan
 from simulator.erlang import erlang_a
 from simulator.scenario import (
-    AgentGroup, Channel, Chatbot, City, Distribution, HandleTime, Planning, Resolution, Scenario, Shift, Targets,
+    AgentGroup,
+    Channel,
+    Chatbot,
+    City,
+    Distribution,
+    HandleTime,
+    Planning,
+    Resolution,
+    Scenario,
+    Shift,
+    Targets,
     TicketType,
 )
 

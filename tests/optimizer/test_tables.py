@@ -14,7 +14,7 @@ from simulator.erlang import erlang_a, mmn_mean_wait, mmn_service_level
 def test_erlang_a_table_matches_the_closed_forms(lam_h, aht, patience):
     lam = lam_h / 3600.0
     taus = [0.0, 20.0, 60.0]
-    tab = erlang_table(lam, aht, patience, taus, range(0, 60))
+    tab = erlang_table(lam, aht, patience, taus, range(60))
     assert np.all(tab.within[0] == 0.0)  # nobody there, nobody answered
     for i, n in enumerate(tab.n[1:], start=1):
         for k, tau in enumerate(taus):

@@ -1,0 +1,57 @@
+"""Price coordination equals the one-tree national programme; parallel simulation changes nothing."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from optimizer.coordinate import solve_plan
+from optimizer.decompose import solve_decomposed
+from optimizer.formulation import build_problem
+from optimizer.loop import _Loop
+from optimizer.plan import CityPlan
+from optimizer.solve import solve
+from optimizer.verify import GROUPINGS, replicate_parallel
+from simulator.kpi import replicate
+from simulator.scenario import Targets
+
+
+@pytest.fixture(scope="module")
+def linearised(national):
+    """Two cities linearised at their simulated baseline (as the loop's first programme sees them)."""
+    sc = national(targets=Targets(city_score_min=70.0, national_score_min=70.0))
+    L = _Loop(sc, solver="highs", loop_replications=4, seed=sc.seed, loop_horizon_days=7, solve_kw={},
+              log=lambda s: None)
+    L.sim_s = L.simulate({c: CityPlan(c) for c in sc.cities}, list(sc.cities), corrected=False)
+    return sc, L
+
+
+def test_decomposition_equals_the_national_programme_when_the_national_score_binds(linearised):
+    sc, L = linearised
+    free = solve_plan(L.inputs, L.states, L.pl)
+    tg = sc.planning.targets.model_copy(update={"national_score_min": free.national + 0.5})
+    pl = sc.planning.model_copy(update={"targets": tg})
+    dec = solve_decomposed(L.inputs, L.states, pl, rounds=12, pricing_limit_s=60.0)
+    sp = build_problem(L.inputs, L.states, pl)
+    mono = solve(sp, gap_rel=1e-7)
+    assert dec.cost > free.cost  # the national row binds: it costs something
+    assert dec.cost == pytest.approx(mono.objective, rel=1e-6)
+    assert dec.national >= tg.national_score_min - 1e-6
+    assert dec.bound is not None and dec.bound <= dec.cost + 1e-6  # a valid lower bound
+
+
+def test_a_national_target_no_combination_reaches_is_infeasible(linearised):
+    from optimizer.solve import Infeasible
+
+    sc, L = linearised
+    tg = sc.planning.targets.model_copy(update={"national_score_min": 99.5})
+    with pytest.raises(Infeasible):
+        solve_decomposed(L.inputs, L.states, sc.planning.model_copy(update={"targets": tg}))
+
+
+def test_parallel_replications_give_the_same_numbers(national):
+    sc = national()
+    serial = replicate(sc, 3, seed=11, purpose="verify", groupings=GROUPINGS)
+    parallel = replicate_parallel(sc, 3, 11, "verify", workers=2)
+    for by in GROUPINGS:
+        pd.testing.assert_frame_equal(serial.kpis(by), parallel.kpis(by))
