@@ -18,8 +18,9 @@ chosen across cities by national-score gain per yuan.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,7 @@ from simulator.calibration import model_for
 from simulator.kpi import replicate
 from simulator.scenario import Scenario
 
-__all__ = ["greedy", "deficit"]
+__all__ = ["deficit", "greedy"]
 
 
 def deficit(table: pd.DataFrame) -> float:
@@ -91,13 +92,13 @@ def _moves(sc: Scenario, ci: CityInputs, cp: CityPlan, trained_total: int,
     room_t = None if pl.max_temporary_per_city is None else pl.max_temporary_per_city - sum(cp.temporaries.values())
     room_h = None if pl.max_hires_per_city is None else pl.max_hires_per_city - sum(cp.hires.values())
     differs = TEMPORARY in sc.employment and sc.employment[TEMPORARY] != sc.employment.get(PERMANENT)
-    for p in pl.shift_patterns:
+    for pat in pl.shift_patterns:
         if room_t is None or room_t > 0:
-            k = batch.get(f"temporary {p}", 1) if room_t is None else min(room_t, batch.get(f"temporary {p}", 1))
-            out.append((f"temporary {p}", _replace(cp, temporaries=_add(cp.temporaries, p, k))))
+            k = batch.get(f"temporary {pat}", 1) if room_t is None else min(room_t, batch.get(f"temporary {pat}", 1))
+            out.append((f"temporary {pat}", _replace(cp, temporaries=_add(dict(cp.temporaries), pat, k))))
         if (room_h is None or room_h > 0) and (differs or not (room_t is None or room_t > 0)):
-            k = batch.get(f"hire {p}", 1) if room_h is None else min(room_h, batch.get(f"hire {p}", 1))
-            out.append((f"hire {p}", _replace(cp, hires=_add(cp.hires, p, k))))
+            k = batch.get(f"hire {pat}", 1) if room_h is None else min(room_h, batch.get(f"hire {pat}", 1))
+            out.append((f"hire {pat}", _replace(cp, hires=_add(dict(cp.hires), pat, k))))
     room = None if pl.max_trained_per_month is None else pl.max_trained_per_month - trained_total
     langs = set(local_languages(sc, ci.city))
     pools = sorted(ci.pools, key=lambda p: -p.hours)
@@ -106,14 +107,14 @@ def _moves(sc: Scenario, ci: CityInputs, cp: CityPlan, trained_total: int,
             free = cp.heads(p.key, p.headcount) - cp.trained.get(p.key, 0)
             if not langs <= p.languages and free > 0:
                 k = min(free, batch.get("train", 1), room if room is not None else free)
-                out.append(("train", _replace(cp, trained=_add(cp.trained, p.key, k))))
+                out.append(("train", _replace(cp, trained=_add(dict(cp.trained), p.key, k))))
                 break
     if room is None or room > 0:
         for p in sorted(pools, key=lambda p: p.certification):
             free = cp.heads(p.key, p.headcount) - cp.certified.get(p.key, 0)
             if p.certification < 5 and free > 0:
                 k = min(free, batch.get("certify", 1), room if room is not None else free)
-                out.append(("certify", _replace(cp, certified=_add(cp.certified, p.key, k))))
+                out.append(("certify", _replace(cp, certified=_add(dict(cp.certified), p.key, k))))
                 break
     now = cp.chatbot_penetration if cp.chatbot_penetration is not None else ci.penetration_now
     ups = sorted(lv.penetration for lv in pl.chatbot_levels if lv.penetration > now + 1e-9)
@@ -124,11 +125,8 @@ def _moves(sc: Scenario, ci: CityInputs, cp: CityPlan, trained_total: int,
     return out
 
 
-def _replace(cp: CityPlan, **kw) -> CityPlan:
-    fields = {"city": cp.city, "hires": cp.hires, "temporaries": cp.temporaries, "trained": cp.trained,
-              "certified": cp.certified, "chatbot_penetration": cp.chatbot_penetration, "triage": cp.triage}
-    fields.update(kw)
-    return CityPlan(**fields)
+def _replace(cp: CityPlan, **kw: object) -> CityPlan:
+    return dataclasses.replace(cp, **kw)  # type: ignore[arg-type]
 
 
 def greedy(
@@ -141,16 +139,21 @@ def greedy(
     max_steps: int = 400,
     verify: bool = True,
     log: Callable[[str], None] | None = None,
+    start: Mapping[str, CityPlan] | None = None,
 ) -> PlanResult:
-    """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions."""
+    """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions.
+
+    ``start``: plans to start from instead of today's (the loop's repair of the cities its
+    programme could not bring to their targets)."""
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     root = scenario.seed if seed is None else seed
     n_verify = verify_replications or scenario.replications
-    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify if verify else None)
+    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify)  # bounds for the verification to come
     inputs = {c: city_inputs(scenario, c) for c in scenario.cities}
     plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
                          triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}
+    plans.update({c: cp for c, cp in (start or {}).items() if c in plans})
     tables, reps = {}, {}
     for c in scenario.cities:
         tables[c], reps[c] = sim.run(plans[c])
@@ -178,7 +181,7 @@ def greedy(
         if failing:
             for c in failing:
                 d0 = deficit(tables[c])
-                move = best_move(c, lambda t, r: d0 - deficit(t))
+                move = best_move(c, lambda t, r, d0=d0: d0 - deficit(t))
                 if move is None:
                     continue
                 ratio, label, plans[c], tables[c], reps[c] = move

@@ -1,0 +1,99 @@
+"""The simulation-optimisation loop: verified plans, unreachable targets, budgets, verification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from optimizer.loop import optimize
+from optimizer.plan import CityPlan, Plan
+from optimizer.solve import Infeasible
+from optimizer.verify import _bound, verify_plan
+from simulator.scenario import Targets
+
+REACHABLE = Targets(city_score_min=70.0, national_score_min=74.0)  # the prior satisfaction model's range
+
+
+def test_loop_ends_with_a_plan_verified_on_fresh_streams(national):
+    res = optimize(national(targets=REACHABLE), polish_s=0.0)
+    assert res.status == "verified"
+    assert res.verification is not None and res.verification.ok
+    assert res.verification.table["ok"].all() and len(res.verification.table) == 10
+    frame = res.iterations_frame()
+    assert len(frame) >= 1 and frame["failing"].iloc[-1] == 0 and frame["solve_s"].ge(0).all()
+    assert res.cost == pytest.approx(res.plan.cost) and res.cost > 0  # baseline fails: something was bought
+    assert res.timings["total_s"] < 60.0
+    cov = res.verification.table.query("target == 'dialect_coverage:uyghur'")
+    assert float(cov["mean"].iloc[0]) >= 0.8
+
+
+def test_a_hiring_cap_of_zero_reports_the_binding_targets_and_the_best_plan(national):
+    sc = national(targets=Targets(city_score_min=None, national_score_min=None),
+                  max_hires_per_city=0, max_temporary_per_city=0)
+    with pytest.raises(Infeasible) as err:
+        optimize(sc)
+    e = err.value
+    rows = pd.DataFrame(e.binding)
+    assert set(rows["target"]) == {"channel_share:phone"}
+    assert (rows["best"] < rows["required"]).all()
+    assert rows["limited_by"].map(lambda x: "max_temporary_per_city=0" in x).all()
+    assert e.best is not None and e.best.status == "soft"
+    assert e.best.plan.cities and all(not cp.hires and not cp.temporaries for cp in e.best.plan.cities.values())
+    failing = e.best.fit[~e.best.fit["ok"]]
+    assert set(failing["target"]) == {"channel_share:phone"}  # the simulation agrees on what binds
+    assert "binding" in str(e) and "best reachable" in str(e)
+
+
+def test_a_score_of_99_is_reported_with_the_best_reachable_score(national):
+    with pytest.raises(Infeasible) as err:
+        optimize(national(targets=Targets(city_score_min=99.0, national_score_min=None)))
+    rows = pd.DataFrame(err.value.binding)
+    assert set(rows["target"]) == {"city_score"} and set(rows["city"]) == {"North", "West"}
+    assert rows["best"].between(80.0, 99.0).all()
+    assert err.value.best.plan.cost > 0
+
+
+@pytest.mark.slow
+def test_a_budget_buys_the_best_national_score_within_it(national):
+    small = optimize(national(targets=REACHABLE, budget_per_month=180_000.0), verify=False, polish_s=0.0)
+    large = optimize(national(targets=REACHABLE, budget_per_month=400_000.0), verify=False, polish_s=0.0)
+    assert small.cost <= 180_000.0 + 1e-6 and large.cost <= 400_000.0 + 1e-6
+    nat = lambda r: float(r.fit.query("target == 'national_score'")["mean"].iloc[0])
+    assert nat(large) >= nat(small) - 0.5  # more money never buys a (clearly) worse national score
+    assert large.cost > small.cost  # and the larger budget is used for it
+
+
+def test_a_budget_too_small_for_the_service_targets_is_named(national):
+    with pytest.raises(Infeasible) as err:
+        optimize(national(targets=REACHABLE, budget_per_month=60_000.0))
+    rows = pd.DataFrame(err.value.binding)
+    assert len(rows) and rows["limited_by"].map(lambda x: "budget_per_month=60000" in x).any()
+    assert err.value.best.plan.cost <= 60_000.0 + 1e-6
+
+
+def test_verification_uses_streams_the_loop_never_saw(national):
+    sc = national(targets=REACHABLE)
+    plan = Plan.build(sc, {"North": CityPlan("North", temporaries={"late": 3})})
+    a = verify_plan(plan, sc, 3, sc.seed)
+    b = verify_plan(plan, sc, 3, sc.seed)
+    pd.testing.assert_frame_equal(a.table, b.table)  # reproducible
+    from optimizer.plan import apply_plan
+    from simulator.kpi import replicate
+
+    fit = replicate(apply_plan(sc, plan), 3, seed=sc.seed, purpose="fit", cities=["North"])
+    fit_mean = fit.kpis(("city",)).query("city == 'North'")["first_response_mean_s"].mean()
+    assert a.kpis.loc["North", "first_response_mean_s"] != pytest.approx(fit_mean, rel=1e-12)
+
+
+def test_prediction_bounds_are_wider_than_plain_bounds_and_tighten_with_pooling():
+    x = np.array([0.86, 0.84, 0.88, 0.85, 0.87])
+    m, plain = _bound(x, 0.95, lower=True)
+    _, pred = _bound(x, 0.95, lower=True, future=10)
+    assert pred < plain < m
+    pool: dict = {}
+    for _ in range(5):  # the same spread seen five times: more degrees of freedom
+        _, pooled = _bound(x, 0.95, lower=True, future=10, pool=pool, key=("c", "t"))
+    assert pooled > pred
+    _, month = _bound(x, 0.95, lower=True, future=10, scale=0.5)
+    assert month > pred  # a verification over a longer horizon varies less
