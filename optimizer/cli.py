@@ -9,17 +9,21 @@ simulator could not verify; 2 an invalid scenario.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
 import typer
 
+from optimizer.department import against_department
 from optimizer.loop import PlanResult, optimize
 from optimizer.plan import apply_plan
 from optimizer.report import PlanReport, scenario_cost, write_report
 from optimizer.solve import Infeasible
-from simulator.compare import compare, verdict
+from optimizer.verify import verify_plan
+from simulator.calibration import model_for
+from simulator.compare import compare
 from simulator.loader import load_scenario
 from simulator.rundir import atomic_write
 from simulator.scenario import Scenario
@@ -27,22 +31,26 @@ from simulator.scenario import Scenario
 EXIT_OK, EXIT_PLAN = 0, 3
 
 
+_T0 = time.perf_counter()
+
+
 def _log(text: str) -> None:
-    print(f"[plan] {text}", file=sys.stderr, flush=True)
+    print(f"[plan {time.perf_counter() - _T0:6.0f} s] {text}", file=sys.stderr, flush=True)
 
 
 def build_report(scenario: Scenario, result: PlanResult, replications: int, seed: int,
                  department: Scenario | None, binding: list[dict] | None = None) -> PlanReport:
-    """Simulate before/after (and the department's plan) under CRN and assemble the report."""
+    """Simulate before/after under CRN, check the department's plan, and assemble the report."""
     after = apply_plan(scenario, result.plan)
     _log(f"before/after: {replications} paired replications")
     before_after = compare(scenario, after, replications, seed)
-    dep_rows, dep_cost = None, None
+    versus = None
     if department is not None:
-        _log(f"department's plan '{department.name}': {replications} paired replications")
-        dep_table = compare(scenario, department, replications, seed)
-        dep_rows = verdict(dep_table, scenario)
+        _log(f"department's plan '{department.name}': {replications} replications on the verification's streams")
+        model = model_for(scenario)
+        ver = result.verification or verify_plan(result.plan, scenario, replications, seed, model=model, workers=2)
         dep_cost = float(scenario_cost(scenario, department)["total"].sum())
+        versus = against_department(scenario, result.cost, ver, department, dep_cost, model=model, workers=2)
     return PlanReport(
         name=scenario.name,
         status=result.status,
@@ -52,8 +60,7 @@ def build_report(scenario: Scenario, result: PlanResult, replications: int, seed
         verification=None if result.verification is None else result.verification.table,
         iterations=result.iterations_frame(),
         timings=result.timings,
-        department=dep_rows,
-        department_cost=dep_cost,
+        department=versus,
         binding=pd.DataFrame(binding) if binding else None,
     )
 

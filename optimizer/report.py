@@ -14,12 +14,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from optimizer.inputs import seat_factor  # noqa: E402
-from simulator.rundir import atomic_write  # noqa: E402
-from simulator.scenario import Scenario  # noqa: E402
+from optimizer.department import DepartmentComparison
+from optimizer.inputs import seat_factor
+from simulator.rundir import atomic_write
+from simulator.scenario import Scenario
 
 BEFORE, AFTER, DEPARTMENT = "#9e9e9e", "#1f77b4", "#ff7f0e"  # the same colours in every chart
 KEY_KPIS = ("overall", "response_speed", "resolution", "attitude", "follow_up",
@@ -38,8 +39,7 @@ class PlanReport:
     verification: pd.DataFrame | None
     iterations: pd.DataFrame
     timings: dict[str, float]
-    department: pd.DataFrame | None = None  # verdict rows of the department's plan
-    department_cost: float | None = None
+    department: DepartmentComparison | None = None  # the department's plan, target by target
     binding: pd.DataFrame | None = None
 
 
@@ -100,8 +100,8 @@ def markdown(rep: PlanReport, scenario: Scenario) -> str:
     t = scenario.planning.targets
     lines = [f"# Improvement plan: {rep.name}", "",
              f"Status: **{rep.status}**. Monthly cost of the plan: **{rep.cost_per_month:,.0f} yuan**.", ""]
-    if rep.department_cost is not None:
-        lines += [f"The department's three-step plan would cost {rep.department_cost:,.0f} yuan a month.", ""]
+    if rep.department is not None:
+        lines += [rep.department.summary(), ""]
     lines += ["Targets: " + ", ".join(filter(None, [
         t.mean_first_response_h and f"mean first response ≤ {t.mean_first_response_h:g} h in every city",
         t.channel_target_share and f"{t.channel_target_share:.0%} of contacts within their channel target",
@@ -132,7 +132,13 @@ def markdown(rep: PlanReport, scenario: Scenario) -> str:
                      f" | {_fmt_change(r, 'sl_offered', 100)} | {_fmt_change(r, 'fcr', 100)} |")
     lines.append("")
     if rep.department is not None:
-        lines += ["## The department's three-step plan, simulated", "", rep.department.to_markdown(index=False), ""]
+        d = rep.department
+        lines += ["## The department's three-step plan, on the same streams", "", d.summary(), ""]
+        if len(d.department_misses):
+            lines += ["Targets the department's plan misses and this plan meets:", "",
+                      d.department_misses.round(3).to_markdown(index=False), ""]
+        if len(d.plan_misses):
+            lines += ["Targets this plan misses:", "", d.plan_misses.round(3).to_markdown(index=False), ""]
     if rep.verification is not None:
         fails = rep.verification[~rep.verification["ok"]]
         lines += ["## Verification on fresh streams", "",
@@ -205,7 +211,7 @@ def write_report(rep: PlanReport, scenario: Scenario, out: Path) -> list[Path]:
     paths = []
     for name, frame in (("plan_actions.csv", rep.actions), ("before_after.csv", rep.before_after),
                         ("iterations.csv", rep.iterations), ("verification.csv", rep.verification),
-                        ("department_plan.csv", rep.department), ("binding_targets.csv", rep.binding)):
+                        ("department_plan.csv", None if rep.department is None else rep.department.table), ("binding_targets.csv", rep.binding)):
         if frame is not None:
             paths.append(atomic_write(out / name, lambda p, f=frame: f.to_csv(p, index=False)))
     paths += charts(rep, scenario, out)

@@ -29,13 +29,15 @@ from scipy import stats
 
 from optimizer.anchor import SimPoint
 from optimizer.inputs import horizon_hours, week_cover
+from optimizer.parallel import pmap
 from optimizer.plan import Plan, apply_plan, local_languages
 from simulator.calibration import city_means, model_for
-from simulator.kpi import replicate
+from simulator.engine import simulate
+from simulator.kpi import Replications, compute_kpis, replicate
 from simulator.satisfaction import SatisfactionModel, features
 from simulator.scenario import Scenario, Targets
 
-__all__ = ["Verification", "assess", "coverage", "verify_plan", "GROUPINGS"]
+__all__ = ["GROUPINGS", "Verification", "assess", "coverage", "verify_plan", "verify_scenario"]
 
 GROUPINGS = (("city",), ("city", "channel"))
 FIT_LEVEL = 0.99  # confidence of the fit-stream part of a prediction bound (see ``_bound``)
@@ -207,28 +209,57 @@ class Verification:
         return self.table[~self.table["ok"]]
 
 
-def verify_plan(
-    plan: Plan,
+def _one(args: tuple) -> tuple[int, list[pd.DataFrame]]:
+    """One replication's KPI frames (runs in a worker process)."""
+    scenario, root, purpose, rep = args
+    run = simulate(scenario, seed=root, replication=rep, purpose=purpose)
+    return rep, [compute_kpis(run, scenario, by).assign(replication=rep) for by in GROUPINGS]
+
+
+def replicate_parallel(scenario: Scenario, n: int, seed: int, purpose: str, workers: int) -> Replications:
+    """``simulator.kpi.replicate`` over ``workers`` processes (same replications, same numbers)."""
+    if workers <= 1 or n <= 1:
+        return replicate(scenario, n, seed=seed, purpose=purpose, groupings=GROUPINGS)
+    done = pmap(_one, [(scenario, seed, purpose, r) for r in range(n)], workers)
+    reps = Replications(scenario, seed, purpose)
+    for i, by in enumerate(GROUPINGS):
+        frames = []
+        for _, out in done:
+            f = out[i]
+            frames.append(f[["replication"] + [c for c in f.columns if c != "replication"]])
+        reps.frames[tuple(by)] = frames
+    return reps
+
+
+def verify_plan(plan: Plan, scenario: Scenario, replications: int | None = None, seed: int | None = None,
+                **kw: object) -> Verification:
+    """Simulate the applied plan on ``purpose="verify"`` streams and check every target
+    (``verify_scenario``'s keywords: ``model``, ``targets``, ``workers``)."""
+    return verify_scenario(apply_plan(scenario, plan), scenario, replications, seed, **kw)  # type: ignore[arg-type]
+
+
+def verify_scenario(
+    whatif: Scenario,
     scenario: Scenario,
     replications: int | None = None,
     seed: int | None = None,
     *,
     model: SatisfactionModel | None = None,
     targets: Targets | None = None,
+    workers: int = 1,
 ) -> Verification:
-    """Simulate the applied plan on ``purpose="verify"`` streams and check every target."""
+    """Check ``scenario``'s targets on a what-if of it (a plan applied, or the department's own
+    plan), simulated on ``purpose="verify"`` streams: the same streams for every what-if."""
     import time
 
     t0 = time.perf_counter()
-    applied = apply_plan(scenario, plan)
     n = replications or scenario.replications
     root = scenario.seed if seed is None else seed
-    reps = replicate(applied, n, seed=root, purpose="verify", groupings=GROUPINGS)
+    reps = replicate_parallel(whatif, n, root, "verify", workers)
     model = model or model_for(scenario)
-    a = assess(applied, reps, model, targets or scenario.planning.targets)
+    a = assess(whatif, reps, model, targets or scenario.planning.targets)
     means = city_means(reps.kpis(("city",)))
     return Verification(
         ok=a.ok, table=a.table, kpis=means, scores=model.scores(means), national=a.national,
         n=n, seed=root, wall_s=time.perf_counter() - t0,
     )
-
