@@ -303,6 +303,7 @@ def optimize(
     verify: bool = True,
     verify_rounds: int = 3,
     polish_s: float = 45.0,
+    repair: bool = True,
     workers: int = 2,
     time_limit_s: float | None = 3.0,
     gap_rel: float = 1e-3,
@@ -324,6 +325,9 @@ def optimize(
     polish_s : float
         Seconds for a simulation-checked descent from the loop's plan (one unit at a time,
         largest saving first, kept while every target holds on the fit streams); 0: none.
+    repair : bool
+        Repair the cities the programme leaves failing by greedy marginal analysis from its
+        plan (``_repair``); False: the loop's plan as it is.
     workers : int
         Processes for the simulations (the loop's cities, the verification's replications)
         and the cities' programmes (1: all in this process). Results do not depend on it.
@@ -367,8 +371,9 @@ def optimize(
             say(f"verification failed; loop again with {L.n} replications")
         for _ in range(REPAIRS):  # the programme, then greedy repair of the cities it left failing
             _iterate(L, iterations, max_iterations, t_start)
-            _repair(L, iterations, loop_horizon_days)
-            if bool(L.assessment()["ok"].all()):
+            if repair:
+                _repair(L, iterations, loop_horizon_days)
+            if not repair or bool(L.assessment()["ok"].all()):
                 break
         if polish_s > 0 and not round_ and L.plans and bool(L.assessment()["ok"].all()):
             t_pol = time.perf_counter()
