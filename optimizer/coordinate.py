@@ -27,7 +27,7 @@ from optimizer.formulation import (
 from optimizer.inputs import CityInputs
 from optimizer.plan import CityPlan
 from optimizer.solve import Infeasible, solve
-from simulator.scenario import Planning
+from simulator.scenario import Planning, Targets
 
 __all__ = ["Coordinated", "evaluate_city", "solve_city", "solve_plan"]
 
@@ -181,17 +181,23 @@ def binding_report(sp: StaffingProblem, planning: Planning) -> list[dict]:
         short = float(e.value() or 0.0)
         if short <= 1e-6:
             continue
-        kind = what.split(":")[0]
-        if kind == "mean_first_response":
-            required = float(tg.mean_first_response_h)
-            best = required + short / 3600.0
-        else:
-            required = {"channel_share": tg.channel_target_share, "city_score": tg.city_score_min,
-                        "national_score": tg.national_score_min, "dialect_coverage": tg.dialect_coverage_min}[kind]
-            best = float(required) - short
-        out.append({"city": city, "target": what, "required": float(required), "best": best,
-                    "limited_by": _limits(plans, city, planning, sp)})
+        out.append(binding_row(city, what, short, tg, _limits(plans, city, planning, sp)))
     return out
+
+
+def binding_row(city: str, what: str, short: float, tg: Targets, limited_by: list[str]) -> dict:
+    """One target's row in a binding report: required, best reachable (``short`` is in the
+    programme's row units: seconds for the mean first response), the caps at their bound."""
+    kind = what.split(":")[0]
+    if kind == "mean_first_response":
+        required = float(tg.mean_first_response_h)
+        best = required + short / 3600.0
+    else:
+        required = float({"channel_share": tg.channel_target_share, "city_score": tg.city_score_min,
+                          "national_score": tg.national_score_min,
+                          "dialect_coverage": tg.dialect_coverage_min}[kind])
+        best = required - short
+    return {"city": city, "target": what, "required": required, "best": best, "limited_by": limited_by}
 
 
 def _limits(plans: Mapping[str, CityPlan], city: str, pl: Planning, sp: StaffingProblem) -> list[str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import pulp
 
 from optimizer.anchor import CityState
-from optimizer.coordinate import Coordinated, _limits, _plan_cost, solve_city
+from optimizer.coordinate import Coordinated, _limits, _plan_cost, binding_row, solve_city
 from optimizer.formulation import SCALE, SHORTFALL_PRICE, build_problem, read_plan
 from optimizer.inputs import CityInputs
 from optimizer.parallel import pmap
@@ -314,12 +314,11 @@ def _done(m: _Master, chosen: Mapping[str, Column], t0: float, calls: int, bound
     nat = sum(m.w[c] * col.score for c, col in chosen.items()) if m.scored else None
     tg = planning.targets
     shim = _Inputs(m.inputs)
-    binding = [_row(c, w, short, tg, plans, planning, shim)
+    binding = [binding_row(c, w, short, tg, _limits(plans, c, planning, shim))
                for c, col in chosen.items() for w, short in col.shortfall if short > 1e-6]
     if m.mode == "soft" and m.nat_target is not None and nat is not None and nat < m.nat_target - 1e-6:
-        binding.append({"city": "national", "target": "national_score", "required": float(tg.national_score_min),
-                        "best": float(tg.national_score_min) - (m.nat_target - nat),
-                        "limited_by": _limits(plans, "national", planning, shim)})
+        binding.append(binding_row("national", "national_score", m.nat_target - nat, tg,
+                                   _limits(plans, "national", planning, shim)))
     cost = sum(col.money for col in chosen.values())
     out = Coordinated(plans, cost, time.perf_counter() - t0, bound, binding, nat, calls)
     out.proven = all(col.proven for col in chosen.values())
@@ -332,16 +331,3 @@ class _Inputs:
     def __init__(self, inputs: Mapping[str, CityInputs]) -> None:
         self.inputs = inputs
         self.total_cost = None
-
-
-def _row(city: str, what: str, short: float, tg, plans, planning: Planning, shim: _Inputs) -> dict:
-    kind = what.split(":")[0]
-    if kind == "mean_first_response":
-        required = float(tg.mean_first_response_h)
-        best = required + short / 3600.0
-    else:
-        required = float({"channel_share": tg.channel_target_share, "city_score": tg.city_score_min,
-                          "dialect_coverage": tg.dialect_coverage_min}[kind])
-        best = required - short
-    return {"city": city, "target": what, "required": required, "best": best,
-            "limited_by": _limits(plans, city, planning, shim)}

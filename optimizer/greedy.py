@@ -28,7 +28,7 @@ import pandas as pd
 from optimizer.formulation import SCALE
 from optimizer.inputs import PERMANENT, TEMPORARY, CityInputs, city_inputs
 from optimizer.loop import Iteration, PlanResult, loop_scenario
-from optimizer.plan import CityPlan, Plan, apply_plan, city_costs, local_languages
+from optimizer.plan import CityPlan, Plan, apply_plan, local_languages, plan_cost
 from optimizer.verify import GROUPINGS, assess_cities, national_check, verify_plan
 from simulator.calibration import model_for
 from simulator.kpi import replicate
@@ -72,10 +72,6 @@ class _Sim:
         self.calls += 1
         self.wall += time.perf_counter() - t0
         return a.table, a.city_rep
-
-
-def _cost(sc: Scenario, cp: CityPlan) -> float:
-    return sum(city_costs(sc, cp).values())
 
 
 def _add(table: dict, key: str, n: int = 1, cap: int | None = None) -> dict:
@@ -166,11 +162,11 @@ def greedy(
     last: dict[str, str] = {}
 
     def best_move(c: str, gain: Callable[[pd.DataFrame, pd.DataFrame], float]):
-        base_cost = _cost(scenario, plans[c])
+        base_cost = plan_cost(scenario, plans[c])
         best = None
         for label, cand in _moves(scenario, inputs[c], plans[c], trained_total(), batches[c]):
             t, r = sim.run(cand)
-            dc = max(_cost(scenario, cand) - base_cost, 1.0)
+            dc = max(plan_cost(scenario, cand) - base_cost, 1.0)
             g = gain(t, r)
             if best is None or g / dc > best[0]:
                 best = (g / dc, label, cand, t, r)
@@ -224,4 +220,4 @@ def greedy(
 
 
 def _total(sc: Scenario, plans: dict[str, CityPlan]) -> float:
-    return float(sum(_cost(sc, cp) for cp in plans.values()))
+    return float(sum(plan_cost(sc, cp) for cp in plans.values()))

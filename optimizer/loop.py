@@ -39,7 +39,7 @@ from optimizer.anchor import CityState, ModelKpis, SimPoint, fit_efficiency, mak
 from optimizer.coordinate import evaluate_city, solve_plan
 from optimizer.inputs import CityInputs, city_inputs
 from optimizer.parallel import pmap
-from optimizer.plan import CityPlan, Plan
+from optimizer.plan import CityPlan, Plan, plan_cost
 from optimizer.solve import Infeasible
 from optimizer.verify import (
     COLUMNS,
@@ -192,7 +192,7 @@ class _Loop:
             self.simulated_key[c] = plans[c].key()
             if corrected:
                 self.seen.setdefault(c, {})[plans[c].key()] = (
-                    bool(self.table[c]["ok"].all()), _city_cost(self.sc, plans[c]), plans[c],
+                    bool(self.table[c]["ok"].all()), plan_cost(self.sc, plans[c]), plans[c],
                     self.rep_rows[c], self.table[c])
             self._refresh(c, plans[c], corrected)
         return wall
@@ -378,7 +378,7 @@ def optimize(
         if polish_s > 0 and not round_ and L.plans and bool(L.assessment()["ok"].all()):
             t_pol = time.perf_counter()
             kept = _polish(L, polish_s, say)
-            iterations.append(Iteration(len(iterations) + 1, sum(_city_cost(scenario, cp) for cp in L.plans.values()),
+            iterations.append(Iteration(len(iterations) + 1, sum(plan_cost(scenario, cp) for cp in L.plans.values()),
                                         0.0, time.perf_counter() - t_pol, (), (), None,
                                         f"polish: {kept} one-unit reductions kept (simulation-checked)"))
         plan = Plan.build(scenario, L.plans or base, assumptions=_assumptions(L))
@@ -486,7 +486,7 @@ def _repair(L: _Loop, iterations: list[Iteration], horizon_days: float | None) -
     L.sim_s += L.simulate(plans, bad, corrected=True)
     L.plans = plans
     fails = tuple(f"{r.city}:{r.target}" for r in L.assessment().query("~ok").itertuples())
-    iterations.append(Iteration(len(iterations) + 1, sum(_city_cost(L.sc, cp) for cp in plans.values()), 0.0,
+    iterations.append(Iteration(len(iterations) + 1, sum(plan_cost(L.sc, cp) for cp in plans.values()), 0.0,
                                 time.perf_counter() - t0, tuple(bad), fails, None,
                                 f"repair: greedy marginal analysis in {', '.join(bad)} ({len(res.iterations)} actions)"))
     L.log(f"repair of {len(bad)} cities by greedy marginal analysis: {len(fails)} targets fail")
@@ -519,7 +519,7 @@ def _removals(L: _Loop, c: str) -> list[CityPlan]:
         out.append(fields(chatbot_penetration=max(lower)))
     if cp.triage and not ci.triage_now:
         out.append(fields(triage=False))
-    return sorted(out, key=lambda x: _city_cost(L.sc, x) - _city_cost(L.sc, cp))
+    return sorted(out, key=lambda x: plan_cost(L.sc, x) - plan_cost(L.sc, cp))
 
 
 def _polish(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
@@ -532,7 +532,7 @@ def _polish(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
     """
     t0 = time.perf_counter()
     kept = 0
-    for c in sorted(L.plans, key=lambda x: -_city_cost(L.sc, L.plans[x])):
+    for c in sorted(L.plans, key=lambda x: -plan_cost(L.sc, L.plans[x])):
         improved = True
         while improved and time.perf_counter() - t0 < budget_s:
             improved = False
@@ -552,7 +552,7 @@ def _polish(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
                         break
                 L.use({**L.plans, c: current})
     if kept:
-        say(f"polish: {kept} reductions kept, cost {sum(_city_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
+        say(f"polish: {kept} reductions kept, cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
     return kept
 
 
@@ -562,16 +562,10 @@ def _finish(L: _Loop, say: Callable[[str], None]) -> None:
     if inc is None:
         return
     last_ok = bool(L.assessment()["ok"].all())
-    if not last_ok or sum(_city_cost(L.sc, cp) for cp in inc.values()) < sum(
-            _city_cost(L.sc, cp) for cp in L.plans.values()) - 1e-6:
+    if not last_ok or sum(plan_cost(L.sc, cp) for cp in inc.values()) < sum(
+            plan_cost(L.sc, cp) for cp in L.plans.values()) - 1e-6:
         L.use(inc)
-        say(f"incumbent: the cheapest plans that passed, {sum(_city_cost(L.sc, cp) for cp in inc.values()):,.0f}/month")
-
-
-def _city_cost(sc: Scenario, cp: CityPlan) -> float:
-    from optimizer.plan import city_costs
-
-    return float(sum(city_costs(sc, cp).values()))
+        say(f"incumbent: the cheapest plans that passed, {sum(plan_cost(L.sc, cp) for cp in inc.values()):,.0f}/month")
 
 
 def _option_key(ci: CityInputs, cp: CityPlan) -> str:

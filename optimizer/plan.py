@@ -105,6 +105,11 @@ def city_costs(scenario: Scenario, cp: CityPlan) -> dict[str, float]:
     }
 
 
+def plan_cost(scenario: Scenario, cp: CityPlan) -> float:
+    """A city plan's total monthly cost (yuan)."""
+    return float(sum(city_costs(scenario, cp).values()))
+
+
 @dataclass(frozen=True)
 class Plan:
     """Decisions for every city (cities without a ``CityPlan`` are left unchanged)."""

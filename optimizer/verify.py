@@ -20,6 +20,7 @@ With one replication the bound is the mean itself (no interval); ``Verification.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -250,8 +251,6 @@ def verify_scenario(
 ) -> Verification:
     """Check ``scenario``'s targets on a what-if of it (a plan applied, or the department's own
     plan), simulated on ``purpose="verify"`` streams: the same streams for every what-if."""
-    import time
-
     t0 = time.perf_counter()
     n = replications or scenario.replications
     root = scenario.seed if seed is None else seed
