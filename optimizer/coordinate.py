@@ -68,6 +68,7 @@ def solve_city(
     gap_rel: float = 1e-4,
     threads: int | None = None,
     accept_incumbent: bool = False,
+    floor: CityPlan | None = None,
 ) -> tuple[StaffingProblem, float]:
     """One city's programme, option by option (chatbot level x triage).
 
@@ -75,15 +76,18 @@ def solve_city(
     branch-and-bound trees stay small. Options are visited in the order of their LP bounds
     and skipped once the bound cannot beat the best plan found. Returns the best solved
     problem and the solver time. Raises ``Infeasible`` when no option is feasible.
+    ``floor``: every decision at least this plan's, in its option (``build_problem``).
     """
     kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "threads": threads,
           "accept_incumbent": accept_incumbent}
-    opts = [o.key for o in ci.options if not o.dominated]
+    floors = {ci.city: floor} if floor is not None else None
+    opts = [o.key for o in ci.options if not o.dominated] if floor is None else ["floor"]
     wall = 0.0
 
     def build(key: str) -> StaffingProblem:
         return build_problem({ci.city: ci}, {ci.city: state}, planning, mode=mode, coupled=False,
-                             lagrange=lagrange, shortfall_price=shortfall_price, only_option={ci.city: key})
+                             lagrange=lagrange, shortfall_price=shortfall_price,
+                             only_option=None if floors else {ci.city: key}, floor=floors)
 
     bounds = []
     for key in opts:
@@ -134,11 +138,12 @@ def solve_plan(
     workers: int = 1,
     frozen: Mapping[str, CityPlan] | None = None,
     reprice: bool = False,
+    floors: Mapping[str, CityPlan] | None = None,
 ) -> Coordinated:
     """Solve the programme for all ``inputs`` (raises ``Infeasible`` when the hard one is).
 
-    ``frozen`` cities keep their plans, or with ``reprice`` keep them among their choices
-    (decomposed programme only; see ``decompose``).
+    ``frozen`` cities keep their plans, or with ``reprice`` keep them among their choices;
+    ``floors`` cities only add to their plans (decomposed programme only; see ``decompose``).
     """
     kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
     if len(inputs) > monolithic_max:
@@ -146,7 +151,7 @@ def solve_plan(
 
         return solve_decomposed(inputs, states, planning, national_offset=national_offset, soft=soft,
                                 shortfall_price=shortfall_price, cache=cache, workers=workers, frozen=frozen,
-                                reprice=reprice, **kw)
+                                reprice=reprice, floors=floors, **kw)
     if len(inputs) == 1 and _mode(planning) == "cost":
         (city, ci), = inputs.items()
         sp, wall = solve_city(ci, states.get(city, CityState()), planning, mode="soft" if soft else "cost",

@@ -189,6 +189,7 @@ def solve_decomposed(
     workers: int = 1,
     frozen: Mapping[str, CityPlan] | None = None,
     reprice: bool = False,
+    floors: Mapping[str, CityPlan] | None = None,
     rounds: int = MAX_ROUNDS,
     pricing_limit_s: float = PRICING_LIMIT_S,
 ) -> Coordinated:
@@ -201,6 +202,9 @@ def solve_decomposed(
     ``frozen`` cities keep the given plan (one column, at its state's anchor: the loop freezes
     plans that passed in simulation); only the others are priced. With ``reprice`` they are
     priced too, the given plan staying among their columns (a known-good choice).
+    ``floors`` prices those cities with every decision at least the given plan's (its
+    option kept): columns that only add to a plan that holds the city's targets. A city whose
+    floored problem is infeasible under the model keeps its frozen column.
 
     ``cache`` (kept by the caller across calls) remembers each city's pricing result for a
     given state object and prices, so cities whose corrections did not change cost nothing.
@@ -217,6 +221,7 @@ def solve_decomposed(
     m = _Master(inputs, states, planning, mode, national_offset, shortfall_price)
     frozen = {c: cp for c, cp in (frozen or {}).items()
               if c in inputs and states[c].anchor is not None and states[c].anchor.plan.key() == cp.key()}
+    floors = dict(floors or {})
     free = list(inputs) if reprice else [c for c in inputs if c not in frozen]
     known = {c: _frozen(inputs[c], states[c], planning, cp) for c, cp in frozen.items()}
     calls = 0
@@ -226,14 +231,16 @@ def solve_decomposed(
         nonlocal calls
         alpha, lam, mu = weights
         keys = {c: (c, id(states[c]), city_mode, round(alpha, 12), round(lam * m.w[c], 6), round(mu, 6),
-                    shortfall_price) for c in free}
+                    shortfall_price, floors[c].key() if c in floors else None) for c in free}
         out = {c: cache[k][1] for c, k in keys.items()
                if cache is not None and k in cache and cache[k][0] is states[c]}
         todo = [c for c in free if c not in out]
-        jobs = [(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price, job_kw,
-                 pricing_limit_s)
+        jobs = [(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price,
+                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s)
                 for c in todo]
         for c, res in zip(todo, pmap(_price_job, jobs, workers, start="spawn")):
+            if isinstance(res, Infeasible) and c in floors and c in known:
+                res = (replace(known[c], proven=False), known[c].cost)  # nothing to add: the floor plan itself
             if isinstance(res, Infeasible):
                 raise Infeasible(f"{c}: no plan meets the city's own targets", lp_path=res.lp_path)
             out[c] = res
@@ -256,10 +263,12 @@ def solve_decomposed(
             m.add(c, _today(inputs[c], states[c], planning, shortfall_price, kw))
             calls += 1
     if m.scored:  # best-score columns keep the master feasible whenever anything is
-        jobs = [(inputs[c], states[c], planning, city_mode, (1.0, BIG_LAMBDA, 0.0), shortfall_price, job_kw,
-                 pricing_limit_s)
+        jobs = [(inputs[c], states[c], planning, city_mode, (1.0, BIG_LAMBDA, 0.0), shortfall_price,
+                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s)
                 for c in free]
         for c, res in zip(free, pmap(_price_job, jobs, workers, start="spawn")):
+            if isinstance(res, Infeasible) and c in floors and c in known:
+                continue
             if isinstance(res, Infeasible):
                 raise Infeasible(f"{c}: no plan meets the city's own targets", lp_path=res.lp_path)
             m.add(c, res[0])

@@ -152,8 +152,9 @@ class _Builder:
         st = self.states.get(ci.city, CityState())
         cv = CityVars()
         fx = self.fixed.get(ci.city)
-        if fx is not None:
-            self.opts = [ci.option(self._fixed_option(ci, fx))]
+        fl = self.floor.get(ci.city)
+        if fx is not None or fl is not None:
+            self.opts = [ci.option(self._fixed_option(ci, fx or fl))]
         elif self.only_option is not None:
             self.opts = [ci.option(self.only_option[ci.city])]
         else:
@@ -161,6 +162,8 @@ class _Builder:
         tag = f"c{ix}"
         self.tag = tag
         self._decisions(tag, ci, cv, fx)
+        if fl is not None:
+            self._floor(ci, cv, fl)
         n_t, heads = self._agents(ci, st, cv)
         self._operations(tag, ci, st, cv, n_t)
         self._cost(ci, cv)
@@ -205,6 +208,16 @@ class _Builder:
             self.row(_lin([(v, 1.0) for v in hires]), pulp.LpConstraintLE, pl.max_hires_per_city)
         if pl.max_temporary_per_city is not None and fx is None:
             self.row(_lin([(v, 1.0) for v in temps]), pulp.LpConstraintLE, pl.max_temporary_per_city)
+
+    @staticmethod
+    def _floor(ci: CityInputs, cv: CityVars, fl: CityPlan) -> None:
+        """Every decision at least the floor plan's (its option is the city's only one)."""
+        floors = [(v, fl.heads(key)) for key, v in cv.seats.items()]
+        floors += [(v, got.get(key, 0)) for table, got in ((cv.trained, fl.trained), (cv.certified, fl.certified))
+                   for key, v in table.items()]
+        for v, low in floors:
+            v.lowBound = max(v.lowBound or 0, low)
+            v.upBound = max(v.upBound, v.lowBound)
 
     @staticmethod
     def _fixed_option(ci: CityInputs, cp: CityPlan) -> str:
@@ -529,6 +542,7 @@ def build_problem(
     coupled: bool = True,
     lagrange: tuple[float, float, float] | None = None,
     only_option: Mapping[str, str] | None = None,
+    floor: Mapping[str, CityPlan] | None = None,
 ) -> StaffingProblem:
     """The programme for ``inputs`` (one or many cities).
 
@@ -539,7 +553,9 @@ def build_problem(
     ``coupled=False`` leaves out the national rows (score, training capacity, budget);
     ``lagrange=(alpha, lam, mu)`` sets the objective ``alpha * cost + shortfall prices +
     mu * trained-and-certified - lam * score`` (a city's pricing problem);
-    ``only_option`` restricts a city to one option (city -> option key).
+    ``only_option`` restricts a city to one option (city -> option key); ``floor`` keeps a
+    city's decisions at least those of a plan, with its option (city -> plan: score bought on
+    top of a plan that already holds the city's targets, never in place of it).
     """
     if mode not in ("cost", "budget", "soft", "evaluate"):
         raise ValueError(f"unknown mode {mode!r}")
@@ -549,6 +565,7 @@ def build_problem(
     b.coupled = coupled
     b.lagrange = lagrange
     b.only_option = only_option
+    b.floor = dict(floor or {})
     b.national_offset = national_offset
     for ix, (city, ci) in enumerate(inputs.items()):
         b.sp.cities[city] = b.city(ix, ci)

@@ -404,7 +404,7 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
     """Solve, simulate the changed cities, correct; until the fit simulation passes."""
     say = L.log
     k0 = len(iterations)
-    best, stalled = 10**9, 0
+    best, stalled = (10**9, 0.0), 0
     for k in range(k0 + 1, k0 + max_iterations + 1):
         nat_off = (L.national[0] - L.national[1]) if (k > 1 and L.national) else 0.0
         try:
@@ -441,8 +441,9 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
             f"{len(fails)} targets fail")
         if not fails or not changed:
             break
-        stalled = 0 if len(fails) < best else stalled + 1
-        best = min(best, len(fails))
+        progress = (len(fails), _national_short(L))
+        stalled = 0 if progress < best else stalled + 1
+        best = min(best, progress)
         if stalled >= STALL:
             say(f"no progress in {STALL} iterations: the failing cities go to the repair")
             break
@@ -451,7 +452,13 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
 
 def _solve(L: _Loop, nat_off: float):
     """The programme with the passing cities frozen. If that leaves the national rows
-    infeasible, every city is solved again, each passing plan kept among its city's choices."""
+    infeasible, every city is solved again, each passing plan kept among its city's choices.
+
+    Once every city passes and only the national score falls short, each city's passing
+    plan becomes a floor: the programme buys national score on top of plans that hold their
+    cities' targets, never in place of them (re-solving from scratch there trades one city's
+    margin for another's and regresses; more agents and training on the same streams do not).
+    """
     frozen = L.frozen()
     kw = {"solver": L.solver, "national_offset": nat_off, "cache": L.cache, **L.solve_kw}
     if frozen:
@@ -459,7 +466,17 @@ def _solve(L: _Loop, nat_off: float):
             return solve_plan(L.inputs, L.states, L.pl, frozen=frozen, **kw)
         except Infeasible:
             pass
-    return solve_plan(L.inputs, L.states, L.pl, frozen=L.frozen(every=True), reprice=True, **kw)
+    known = L.frozen(every=True)
+    floors = known if len(known) == len(L.sc.cities) else None
+    return solve_plan(L.inputs, L.states, L.pl, frozen=known, reprice=True, floors=floors, **kw)
+
+
+def _national_short(L: _Loop) -> float:
+    """How far the national score's bound is below its target (0 when it holds or has none)."""
+    target = L.pl.targets.national_score_min
+    if target is None or L.national is None:
+        return 0.0
+    return round(max(0.0, target - L.national[1]), 3)
 
 
 def _repair(L: _Loop, iterations: list[Iteration], horizon_days: float | None) -> None:
@@ -493,7 +510,7 @@ def _repair(L: _Loop, iterations: list[Iteration], horizon_days: float | None) -
 
 
 def _removals(L: _Loop, c: str) -> list[CityPlan]:
-    """One-unit reductions of a city's plan, the largest saving first."""
+    """One-unit reductions of a city's plan (a seat leaves with its agent's skills), the largest saving first."""
     cp = L.plans[c]
     ci = L.inputs[c]
     out = []
@@ -509,8 +526,10 @@ def _removals(L: _Loop, c: str) -> list[CityPlan]:
     for name in ("hires", "temporaries"):
         for p, n in getattr(cp, name).items():
             pool = ("hire:" if name == "hires" else "temp:") + p
-            if n > max(cp.trained.get(pool, 0), cp.certified.get(pool, 0)):
-                out.append(fields(**{name: minus(getattr(cp, name), p)}))
+            # a seat leaves with its skills when every agent on it is trained or certified
+            skills = {s: minus(getattr(cp, s), pool) for s in ("trained", "certified")
+                      if getattr(cp, s).get(pool, 0) >= n}
+            out.append(fields(**{name: minus(getattr(cp, name), p)}, **skills))
     for name in ("trained", "certified"):
         for pool in getattr(cp, name):
             out.append(fields(**{name: minus(getattr(cp, name), pool)}))

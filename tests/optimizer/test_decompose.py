@@ -40,6 +40,25 @@ def test_decomposition_equals_the_national_programme_when_the_national_score_bin
     assert dec.bound is not None and dec.bound <= dec.cost + 1e-6  # a valid lower bound
 
 
+def test_floors_only_add_to_the_given_plans(linearised):
+    sc, L = linearised
+    free = solve_plan(L.inputs, L.states, L.pl)
+    tg = sc.planning.targets.model_copy(update={"national_score_min": free.national + 0.5})
+    pl = sc.planning.model_copy(update={"targets": tg})
+    floors = {c: cp for c, cp in free.plans.items()}
+    up = solve_decomposed(L.inputs, L.states, pl, floors=floors, rounds=12, pricing_limit_s=60.0)
+    best = solve_decomposed(L.inputs, L.states, pl, rounds=12, pricing_limit_s=60.0)
+    assert up.national >= tg.national_score_min - 1e-6
+    assert up.cost >= best.cost - 1e-6  # a floor can only cost more than the free optimum
+    for c, fl in floors.items():
+        cp = up.plans[c]
+        assert (cp.chatbot_penetration, cp.triage) == (fl.chatbot_penetration, fl.triage)
+        for name in ("hires", "temporaries", "trained", "certified"):
+            got, low = getattr(cp, name), getattr(fl, name)
+            assert all(got.get(k, 0) >= v for k, v in low.items()), (c, name, got, low)
+    assert any(up.plans[c].key() != floors[c].key() for c in floors)  # the score was bought on top
+
+
 def test_a_national_target_no_combination_reaches_is_infeasible(linearised):
     from optimizer.solve import Infeasible
 
