@@ -27,11 +27,11 @@ import pandas as pd
 
 from optimizer.formulation import SCALE
 from optimizer.inputs import PERMANENT, TEMPORARY, CityInputs, city_inputs
-from optimizer.loop import Iteration, PlanResult, loop_scenario
+from optimizer.loop import Iteration, PlanResult, fit_kpis, loop_scenario
+from optimizer.parallel import pmap
 from optimizer.plan import CityPlan, Plan, apply_plan, local_languages, plan_cost
-from optimizer.verify import GROUPINGS, assess_cities, national_check, verify_plan
+from optimizer.verify import assess_cities, national_check, verify_plan
 from simulator.calibration import model_for
-from simulator.kpi import replicate
 from simulator.scenario import Scenario
 
 __all__ = ["deficit", "greedy"]
@@ -51,27 +51,37 @@ def deficit(table: pd.DataFrame) -> float:
 class _Sim:
     """Simulate one city's plan on fit streams and check its targets (as the loop does)."""
 
-    def __init__(self, scenario: Scenario, n: int, seed: int, horizon_days: float | None, future: int | None):
+    def __init__(self, scenario: Scenario, n: int, seed: int, horizon_days: float | None, future: int | None,
+                 pool: dict | None = None, workers: int = 1):
         self.sc = scenario
         self.sc_loop = loop_scenario(scenario, horizon_days)
-        self.n, self.seed, self.future = n, seed, future
+        self.n, self.seed, self.future, self.workers = n, seed, future, workers
         self.scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
         self.sat = model_for(scenario)
-        self.pool: dict = {}
+        self.pool: dict = {} if pool is None else pool
+        self.memo: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
         self.calls = 0
         self.wall = 0.0
 
     def run(self, cp: CityPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The city's target table and per-replication rows."""
+        return self.run_many([cp])[0]
+
+    def run_many(self, cps: list[CityPlan]) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+        """``run`` for several plans: each plan is simulated once, the new ones on ``workers``
+        processes, and checked in the given order (so the pooled variances, and the results,
+        do not depend on the number of workers)."""
         t0 = time.perf_counter()
-        c = cp.city
-        applied = apply_plan(self.sc_loop, Plan.build(self.sc_loop, {c: cp}))
-        reps = replicate(applied, self.n, seed=self.seed, purpose="fit", cities=[c], groupings=GROUPINGS)
-        a = assess_cities(applied, reps.kpis(("city",)), reps.kpis(("city", "channel")), self.sat,
-                          self.sc.planning.targets, [c], future=self.future, future_scale=self.scale,
-                          pool=self.pool)
-        self.calls += 1
+        todo = list({(cp.city, cp.key()): cp for cp in cps if (cp.city, cp.key()) not in self.memo}.values())
+        applied = [apply_plan(self.sc_loop, Plan.build(self.sc_loop, {cp.city: cp})) for cp in todo]
+        kpis = pmap(fit_kpis, [(a, self.n, self.seed, [cp.city]) for a, cp in zip(applied, todo)], self.workers)
+        for cp, a, (per_city, per_channel) in zip(todo, applied, kpis):
+            res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
+                                future=self.future, future_scale=self.scale, pool=self.pool)
+            self.memo[(cp.city, cp.key())] = (res.table, res.city_rep)
+        self.calls += len(todo)
         self.wall += time.perf_counter() - t0
-        return a.table, a.city_rep
+        return [self.memo[(cp.city, cp.key())] for cp in cps]
 
 
 def _add(table: dict, key: str, n: int = 1, cap: int | None = None) -> dict:
@@ -136,23 +146,28 @@ def greedy(
     verify: bool = True,
     log: Callable[[str], None] | None = None,
     start: Mapping[str, CityPlan] | None = None,
+    pool: dict | None = None,
+    workers: int = 1,
 ) -> PlanResult:
     """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions.
 
     ``start``: plans to start from instead of today's (the loop's repair of the cities its
-    programme could not bring to their targets)."""
+    programme could not bring to their targets). ``pool``: the replication variances to pool
+    with (the loop's, so that its repair accepts what the loop accepts). Each plan of a city is
+    simulated once: after an action, only that city's next actions are new (cities are
+    independent under common random numbers), so a national round costs a few simulations."""
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     root = scenario.seed if seed is None else seed
     n_verify = verify_replications or scenario.replications
-    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify)  # bounds for the verification to come
+    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers)  # bounds for the verification to come
     inputs = {c: city_inputs(scenario, c) for c in scenario.cities}
     plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
                          triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}
     plans.update({c: cp for c, cp in (start or {}).items() if c in plans})
-    tables, reps = {}, {}
-    for c in scenario.cities:
-        tables[c], reps[c] = sim.run(plans[c])
+    first = sim.run_many([plans[c] for c in scenario.cities])
+    tables = {c: t for c, (t, _) in zip(scenario.cities, first)}
+    reps = {c: r for c, (_, r) in zip(scenario.cities, first)}
     steps: list[Iteration] = []
 
     def trained_total() -> int:
@@ -161,11 +176,18 @@ def greedy(
     batches: dict[str, dict[str, int]] = {c: {} for c in scenario.cities}
     last: dict[str, str] = {}
 
+    def took(c: str, label: str, ratio: float, why: str) -> None:
+        """Record an action; one that wins again is tried in doubled batches next (halved when it stalls)."""
+        b = batches[c].get(label, 1)
+        batches[c][label] = min(8, 2 * b) if (last.get(c) == label and ratio > 0) else max(1, b // 2)
+        last[c] = label
+        steps.append(Iteration(len(steps) + 1, _total(scenario, plans), 0.0, 0.0, (c,), (), note=f"{c}: {label}{why}"))
+
     def best_move(c: str, gain: Callable[[pd.DataFrame, pd.DataFrame], float]):
         base_cost = plan_cost(scenario, plans[c])
         best = None
-        for label, cand in _moves(scenario, inputs[c], plans[c], trained_total(), batches[c]):
-            t, r = sim.run(cand)
+        moves = _moves(scenario, inputs[c], plans[c], trained_total(), batches[c])
+        for (label, cand), (t, r) in zip(moves, sim.run_many([cand for _, cand in moves])):
             dc = max(plan_cost(scenario, cand) - base_cost, 1.0)
             g = gain(t, r)
             if best is None or g / dc > best[0]:
@@ -175,42 +197,43 @@ def greedy(
     while len(steps) < max_steps:
         failing = [c for c in scenario.cities if deficit(tables[c]) > 1e-12]
         if failing:
+            moved = False
             for c in failing:
                 d0 = deficit(tables[c])
                 move = best_move(c, lambda t, r, d0=d0: d0 - deficit(t))
                 if move is None:
                     continue
                 ratio, label, plans[c], tables[c], reps[c] = move
-                # an action that wins again is tried in doubled batches next (halved when it stalls)
-                b = batches[c].get(label, 1)
-                batches[c][label] = min(8, 2 * b) if (last.get(c) == label and ratio > 0) else max(1, b // 2)
-                last[c] = label
-                steps.append(Iteration(len(steps) + 1, _total(scenario, plans), 0.0, 0.0, (c,), (),
-                                       note=f"{c}: {label}"))
+                moved = True
+                took(c, label, ratio, "")
             say(f"greedy: {len(steps)} actions, {len(failing)} cities short")
+            if not moved:  # every failing city is at its caps
+                break
             continue
         nat_table, _ = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets,
-                                      future=sim.future, future_scale=sim.scale)
+                                      future=sim.future, future_scale=sim.scale, pool=dict(sim.pool))
         if nat_table.empty or bool(nat_table["ok"].all()):
             break
+        now = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets)[1][0]
         best = None
         for c in scenario.cities:
-            def nat_gain(t, r, c=c):
+            def nat_gain(t, r, c=c, now=now):
+                if deficit(t) > 1e-12:  # an action may not break the city's own targets
+                    return -np.inf
                 rows = pd.concat([reps[k] for k in scenario.cities if k != c] + [r], ignore_index=True)
-                return float(national_check(rows, scenario.planning.targets)[1][0]
-                             - national_check(pd.concat(reps.values(), ignore_index=True),
-                                              scenario.planning.targets)[1][0])
+                return float(national_check(rows, scenario.planning.targets)[1][0] - now)
             move = best_move(c, nat_gain)
             if move is not None and (best is None or move[0] > best[0][0]):
                 best = (move, c)
-        if best is None:
+        if best is None or not best[0][0] > 0:  # no action raises the national score
             break
-        (_, label, plans[best[1]], tables[best[1]], reps[best[1]]), c = best
-        steps.append(Iteration(len(steps) + 1, _total(scenario, plans), 0.0, 0.0, (c,), (),
-                               note=f"{c}: {label} (national)"))
+        (ratio, label, plans[best[1]], tables[best[1]], reps[best[1]]), c = best
+        took(c, label, ratio, " (national)")
+        if len(steps) % 10 == 0:
+            say(f"greedy: {len(steps)} actions, national score {now:.2f}")
     plan = Plan.build(scenario, plans, {"greedy": "marginal analysis on the simulator (fit streams)"})
     nat = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets,
-                         future=sim.future, future_scale=sim.scale)[0]
+                         future=sim.future, future_scale=sim.scale, pool=dict(sim.pool))[0]
     table = pd.concat([t for t in list(tables.values()) + [nat] if len(t)], ignore_index=True).astype({"ok": bool})
     ver = verify_plan(plan, scenario, n_verify, root) if verify and table["ok"].all() else None
     ok = bool(table["ok"].all()) and (ver is None or ver.ok)
