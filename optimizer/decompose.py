@@ -202,9 +202,10 @@ def solve_decomposed(
     ``frozen`` cities keep the given plan (one column, at its state's anchor: the loop freezes
     plans that passed in simulation); only the others are priced. With ``reprice`` they are
     priced too, the given plan staying among their columns (a known-good choice).
-    ``floors`` prices those cities with every decision at least the given plan's (its
-    option kept): columns that only add to a plan that holds the city's targets. A city whose
-    floored problem is infeasible under the model keeps its frozen column.
+    ``floors`` prices those cities (frozen or not, with or without ``reprice``) with every
+    decision at least the given plan's (its option kept): columns that only add to a plan that
+    holds the city's targets. A city whose floored problem is infeasible under the model keeps
+    its frozen column.
 
     ``cache`` (kept by the caller across calls) remembers each city's pricing result for a
     given state object and prices, so cities whose corrections did not change cost nothing.
@@ -222,7 +223,7 @@ def solve_decomposed(
     frozen = {c: cp for c, cp in (frozen or {}).items()
               if c in inputs and states[c].anchor is not None and states[c].anchor.plan.key() == cp.key()}
     floors = dict(floors or {})
-    free = list(inputs) if reprice else [c for c in inputs if c not in frozen]
+    free = list(inputs) if reprice else [c for c in inputs if c not in frozen or c in floors]
     known = {c: _frozen(inputs[c], states[c], planning, cp) for c, cp in frozen.items()}
     calls = 0
 

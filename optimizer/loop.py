@@ -59,6 +59,7 @@ __all__ = ["Iteration", "PlanResult", "loop_scenario", "optimize"]
 
 REPAIRS = 2  # rounds of programme then repair (a repaired city may leave the national target short)
 STALL = 2  # iterations without fewer failing targets before the failing cities go to the repair
+NATIONAL_SHARE = 0.5  # volume share the unfrozen cities need to carry the national row in a solve
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class PlanResult:
         ])
 
 
-def _fit_kpis(args: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fit_kpis(args: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit-stream KPI frames of some cities (a worker's share of a loop simulation)."""
     scenario, n, seed, cities = args
     reps = replicate(scenario, n, seed=seed, purpose="fit", cities=cities, groupings=GROUPINGS)
@@ -147,6 +148,7 @@ class _Loop:
         self.workers = workers
         self.future = future
         self.sc_loop = loop_scenario(scenario, loop_horizon_days)
+        self.horizon_days = loop_horizon_days
         # a verification over the full horizon averages over more days: its replications vary less
         self.future_scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
         self.solver, self.n, self.seed, self.solve_kw, self.log = solver, loop_replications, seed, solve_kw, log
@@ -166,6 +168,9 @@ class _Loop:
         self.pool: dict = {}  # replication variance per (city, target), pooled over simulated plans
         self.seen: dict[str, dict] = {}  # city -> plan key -> (passed, cost, plan, rep rows, table)
         self._nat_key: tuple | None = None
+        self.owned: set[str] = set()  # cities the repair planned: the programme leaves them to it
+        self.national_phase = False  # the last solve bought national score on top of passing plans
+        self.nat_ratio = 1.0  # simulated over modelled national gain, in the national phase
 
     # -- simulation -------------------------------------------------------------------------
     def simulate(self, plans: Mapping[str, CityPlan], cities: list[str], corrected: bool) -> float:
@@ -178,7 +183,7 @@ class _Loop:
         plan = Plan.build(self.sc_loop, {c: plans[c] for c in cities})
         applied = apply_plan(self.sc_loop, plan)
         groups = [cities[i::self.workers] for i in range(min(self.workers, len(cities)))]
-        out = pmap(_fit_kpis, [(applied, self.n, self.seed, g) for g in groups], self.workers)
+        out = pmap(fit_kpis, [(applied, self.n, self.seed, g) for g in groups], self.workers)
         per_city = pd.concat([o[0] for o in out], ignore_index=True)
         per_channel = pd.concat([o[1] for o in out], ignore_index=True)
         a: Assessment = assess_cities(applied, per_city, per_channel, self.sat, self.pl.targets, cities,
@@ -219,12 +224,14 @@ class _Loop:
         """Plans kept as they are in the next solve: those that passed in simulation, while some
         city still fails (the programme then works on the failing cities only, against the
         passing cities' simulated scores). Once every city passes, nothing is frozen (unless
-        ``every``), so a failing national target may draw on any city."""
+        ``every``), so a failing national target may draw on any city. The repair's cities stay
+        with the repair (the programme's model of them is what failed)."""
         if not self.plans:
             return {}
         passing = {c: cp for c, cp in self.plans.items()
                    if c in self.table and bool(self.table[c]["ok"].all()) and self.simulated_key.get(c) == cp.key()}
-        return passing if every or len(passing) < len(self.sc.cities) else {}
+        owned = {c: self.plans[c] for c in self.owned}
+        return {**passing, **owned} if every or len(passing) < len(self.sc.cities) else owned
 
     def use(self, plans: Mapping[str, CityPlan]) -> None:
         """Make ``plans`` (all simulated before) the current ones, with their simulated rows."""
@@ -372,7 +379,7 @@ def optimize(
         for _ in range(REPAIRS):  # the programme, then greedy repair of the cities it left failing
             _iterate(L, iterations, max_iterations, t_start)
             if repair:
-                _repair(L, iterations, loop_horizon_days)
+                _repair(L, iterations)
             if not repair or bool(L.assessment()["ok"].all()):
                 break
         if polish_s > 0 and not round_ and L.plans and bool(L.assessment()["ok"].all()):
@@ -427,10 +434,15 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
             iterations.append(Iteration(k, solved.cost, solved.wall_s, 0.0, (), (), solved.bound,
                                         f"repeat of a failed plan in {', '.join(repeat)}: tightened"))
             continue
+        before = L.national[0] if L.national is not None else None
         sim = L.simulate(plans, changed, corrected=True)
         L.sim_s += sim
         L.plans = dict(plans)
         table = L.assessment()
+        if L.national_phase and solved.national is not None and before is not None and L.national is not None:
+            promised, got = solved.national - before, L.national[0] - before
+            if promised > 1e-6:  # the national row's correction (never above 1: model gains are not discounted)
+                L.nat_ratio = float(np.clip(got / promised, 0.1, 1.0))
         bad = table[~table["ok"]]
         for c in set(bad["city"]) - {"national"}:
             L.failed.setdefault(c, set()).add(plans[c].key())
@@ -451,24 +463,42 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
 
 
 def _solve(L: _Loop, nat_off: float):
-    """The programme with the passing cities frozen. If that leaves the national rows
-    infeasible, every city is solved again, each passing plan kept among its city's choices.
+    """The programme for the failing cities, the passing ones frozen; or, once every city
+    passes and only the national score falls short, national score bought on top of them.
 
-    Once every city passes and only the national score falls short, each city's passing
-    plan becomes a floor: the programme buys national score on top of plans that hold their
-    cities' targets, never in place of them (re-solving from scratch there trades one city's
-    margin for another's and regresses; more agents and training on the same streams do not).
+    While cities fail, the national score stays in the solve only if the unfrozen cities
+    carry at least ``NATIONAL_SHARE`` of the volume: with fewer it would fall on the few
+    failing cities alone (on March 2025 one small city was asked to lift the national score by
+    itself: 3.3 million yuan a month). Once every city passes, each passing plan is a floor
+    (the programme adds to plans that hold their cities' targets, never swaps them: re-solving
+    from scratch traded one city's margin for another's and regressed from 5 failing targets
+    to 20), and the cities the repair planned stay as they are (their models are what failed).
+    If the frozen solve is infeasible (a training or budget cap shared with the frozen
+    cities), every city is solved again with its passing plan as a floor.
     """
-    frozen = L.frozen()
     kw = {"solver": L.solver, "national_offset": nat_off, "cache": L.cache, **L.solve_kw}
+    known = L.frozen(every=True)
+    if len(known) == len(L.sc.cities) and L.plans:  # every city passes (or is the repair's)
+        floors = {c: cp for c, cp in known.items() if c not in L.owned}
+        if L.national is not None and L.pl.targets.national_score_min is not None:
+            # the simulation gave nat_ratio of the gain the model promised: ask the model for more
+            short = max(0.0, L.pl.targets.national_score_min + nat_off - L.national[0])
+            kw["national_offset"] = nat_off + short * (1.0 / L.nat_ratio - 1.0)
+        L.national_phase = True
+        return solve_plan(L.inputs, L.states, L.pl, frozen=known, floors=floors, **kw)
+    L.national_phase = False
+    frozen = L.frozen()
     if frozen:
+        pl = L.pl
+        volume = {c: city.tickets_per_day for c, city in L.sc.cities.items()}
+        free = sum(v for c, v in volume.items() if c not in frozen) / sum(volume.values())
+        if pl.budget_per_month is None and free < NATIONAL_SHARE:
+            pl = pl.model_copy(update={"targets": pl.targets.model_copy(update={"national_score_min": None})})
         try:
-            return solve_plan(L.inputs, L.states, L.pl, frozen=frozen, **kw)
+            return solve_plan(L.inputs, L.states, pl, frozen=frozen, **kw)
         except Infeasible:
             pass
-    known = L.frozen(every=True)
-    floors = known if len(known) == len(L.sc.cities) else None
-    return solve_plan(L.inputs, L.states, L.pl, frozen=known, reprice=True, floors=floors, **kw)
+    return solve_plan(L.inputs, L.states, L.pl, frozen=known, reprice=True, floors=known, **kw)
 
 
 def _national_short(L: _Loop) -> float:
@@ -479,34 +509,45 @@ def _national_short(L: _Loop) -> float:
     return round(max(0.0, target - L.national[1]), 3)
 
 
-def _repair(L: _Loop, iterations: list[Iteration], horizon_days: float | None) -> None:
-    """Cities the programme left failing: greedy marginal analysis from their plans.
+def _repair(L: _Loop, iterations: list[Iteration], cities: list[str] | None = None) -> None:
+    """Cities the programme left failing, then a short national score: greedy marginal analysis.
 
     The corrected tables learn slowly where a city's plan sits near a cliff of its curve (a
     few cities can fail for several iterations in a row). From the programme's plan, each
-    failing city takes the action with the best deficit reduction per yuan, measured on the
-    same fit streams and bounds, until its own targets hold (``greedy``; the national target
-    stays with the programme).
+    failing city takes the action with the best deficit reduction per yuan until its own
+    targets hold; then, if the national score is short, the action with the best national
+    gain per yuan anywhere, on top of plans that pass (``greedy``, with the loop's streams and
+    pooled variances, so it accepts what the loop accepts). The cities it changes stay with it.
+    ``cities``: repair these only, and leave the national score to the programme's later rounds.
     """
+    bad = cities or [c for c in L.sc.cities if c in L.table and not bool(L.table[c]["ok"].all())]
+    if bad:
+        sub = L.sc.only(bad)
+        sub = sub.model_copy(update={"planning": sub.planning.model_copy(update={
+            "targets": sub.planning.targets.model_copy(update={"national_score_min": None})})})
+        _greedy_step(L, iterations, sub, f"repair: greedy marginal analysis in {', '.join(bad)}")
+    if cities is None and L.plans and _national_short(L) > 0 and all(bool(L.table[c]["ok"].all()) for c in L.sc.cities):
+        _greedy_step(L, iterations, L.sc, "national: greedy marginal analysis on the passing plans")
+
+
+def _greedy_step(L: _Loop, iterations: list[Iteration], sc: Scenario, what: str) -> None:
+    """Run ``greedy`` on ``sc``'s cities from the loop's plans; the loop takes its plans."""
     from optimizer.greedy import greedy
 
-    bad = [c for c in L.sc.cities if c in L.table and not bool(L.table[c]["ok"].all())]
-    if not bad:
-        return
     t0 = time.perf_counter()
-    sub = L.sc.only(bad)
-    sub = sub.model_copy(update={"planning": sub.planning.model_copy(update={
-        "targets": sub.planning.targets.model_copy(update={"national_score_min": None})})})
-    res = greedy(sub, replications=L.n, seed=L.seed, loop_horizon_days=horizon_days, verify=False,
-                 start={c: L.plans[c] for c in bad}, verify_replications=L.future)
+    res = greedy(sc, replications=L.n, seed=L.seed, loop_horizon_days=L.horizon_days, verify=False,
+                 start={c: L.plans[c] for c in sc.cities}, verify_replications=L.future, pool=L.pool,
+                 workers=L.workers, log=L.log)
+    changed = [c for c, cp in res.plan.cities.items() if cp.key() != L.simulated_key.get(c)]
     plans = {**L.plans, **res.plan.cities}
-    L.sim_s += L.simulate(plans, bad, corrected=True)
+    L.sim_s += L.simulate(plans, changed, corrected=True)
     L.plans = plans
+    L.owned |= set(changed)
     fails = tuple(f"{r.city}:{r.target}" for r in L.assessment().query("~ok").itertuples())
     iterations.append(Iteration(len(iterations) + 1, sum(plan_cost(L.sc, cp) for cp in plans.values()), 0.0,
-                                time.perf_counter() - t0, tuple(bad), fails, None,
-                                f"repair: greedy marginal analysis in {', '.join(bad)} ({len(res.iterations)} actions)"))
-    L.log(f"repair of {len(bad)} cities by greedy marginal analysis: {len(fails)} targets fail")
+                                time.perf_counter() - t0, tuple(changed), fails, None,
+                                f"{what} ({len(res.iterations)} actions)"))
+    L.log(f"{what}: {len(res.iterations)} actions, {len(fails)} targets fail")
 
 
 def _removals(L: _Loop, c: str) -> list[CityPlan]:
