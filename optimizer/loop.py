@@ -172,6 +172,7 @@ class _Loop:
         self.owned: set[str] = set()  # cities the repair planned: the programme leaves them to it
         self.national_phase = False  # the last solve bought national score on top of passing plans
         self.nat_ratio = 1.0  # simulated over modelled national gain, in the national phase
+        self.nat_bias = 0.0  # model over simulated national score at the simulated plans
 
     # -- simulation -------------------------------------------------------------------------
     def simulate(self, plans: Mapping[str, CityPlan], cities: list[str], corrected: bool) -> float:
@@ -421,6 +422,13 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
             raise _infeasible(L, nat_off, iterations, exc, t_start) from None
         plans = solved.plans
         changed = [c for c in L.sc.cities if plans[c].key() != L.simulated_key.get(c)]
+        if L.national_phase and not changed and solved.national is not None and _national_short(L) > 0 \
+                and solved.national - L.national[0] > L.nat_bias + 1e-6:
+            # the model scores today's plans above the simulation (its volume weights differ): raise the row
+            L.nat_bias = solved.national - L.national[0]
+            iterations.append(Iteration(k, solved.cost, solved.wall_s, 0.0, (), (), solved.bound,
+                                        f"national row raised by {L.nat_bias:.2f} (model above simulation)"))
+            continue
         known = [c for c in changed if plans[c].key() in L.seen.get(c, {}) and L.seen[c][plans[c].key()][0]]
         if known and len(known) == len(changed):  # only plans that already passed: nothing new to learn
             iterations.append(Iteration(k, solved.cost, solved.wall_s, 0.0, (), (), solved.bound,
@@ -441,7 +449,7 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
         L.plans = dict(plans)
         table = L.assessment()
         if L.national_phase and solved.national is not None and before is not None and L.national is not None:
-            promised, got = solved.national - before, L.national[0] - before
+            promised, got = solved.national - L.nat_bias - before, L.national[0] - before
             if promised > 1e-6:  # the national row's correction (never above 1: model gains are not discounted)
                 L.nat_ratio = float(np.clip(got / promised, 0.1, 1.0))
         bad = table[~table["ok"]]
@@ -486,13 +494,15 @@ def _solve(L: _Loop, nat_off: float):
     if len(known) == len(L.sc.cities) and L.plans:  # every city passes (or is the repair's)
         floors = {c: cp for c, cp in known.items() if c not in L.owned}
         L.national_phase = True
+        kw["national_offset"] = nat_off + L.nat_bias  # the model's score at today's plans is sim + bias
         if L.national is not None and L.pl.targets.national_score_min is not None and L.nat_ratio < 1.0:
             # the simulation gave nat_ratio of the gain the model promised: ask the model for more,
             # as far as the model can go (beyond that, the plain target is the last word)
             short = max(0.0, L.pl.targets.national_score_min + nat_off - L.national[0])
+            scaled = kw["national_offset"] + short * (1.0 / L.nat_ratio - 1.0)
             try:
                 return solve_plan(L.inputs, L.states, L.pl, frozen=known, floors=floors,
-                                  **{**kw, "national_offset": nat_off + short * (1.0 / L.nat_ratio - 1.0)})
+                                  **{**kw, "national_offset": scaled})
             except Infeasible:
                 pass
         return solve_plan(L.inputs, L.states, L.pl, frozen=known, floors=floors, **kw)
