@@ -63,12 +63,8 @@ class _Sim:
         self.calls = 0
         self.wall = 0.0
 
-    def run(self, cp: CityPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The city's target table and per-replication rows."""
-        return self.run_many([cp])[0]
-
     def run_many(self, cps: list[CityPlan]) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
-        """``run`` for several plans: each plan is simulated once, the new ones on ``workers``
+        """Each plan's target table and per-replication rows: each plan is simulated once, the new ones on ``workers``
         processes, and checked in the given order (so the pooled variances, and the results,
         do not depend on the number of workers)."""
         t0 = time.perf_counter()
@@ -210,11 +206,11 @@ def greedy(
             if not moved:  # every failing city is at its caps
                 break
             continue
-        nat_table, _ = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets,
-                                      future=sim.future, future_scale=sim.scale, pool=dict(sim.pool))
+        nat_table, (now, _) = national_check(pd.concat(reps.values(), ignore_index=True),
+                                             scenario.planning.targets, future=sim.future,
+                                             future_scale=sim.scale, pool=dict(sim.pool))
         if nat_table.empty or bool(nat_table["ok"].all()):
             break
-        now = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets)[1][0]
         best = None
         for c in scenario.cities:
             def nat_gain(t, r, c=c, now=now):

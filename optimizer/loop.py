@@ -507,15 +507,14 @@ def _solve(L: _Loop, nat_off: float):
                 pass
         return solve_plan(L.inputs, L.states, L.pl, frozen=known, floors=floors, **kw)
     L.national_phase = False
-    frozen = L.frozen()
-    if frozen:
+    if known:  # the passing cities and the repair's, as L.frozen() gives them while some city fails
         pl = L.pl
         volume = {c: city.tickets_per_day for c, city in L.sc.cities.items()}
-        free = sum(v for c, v in volume.items() if c not in frozen) / sum(volume.values())
+        free = sum(v for c, v in volume.items() if c not in known) / sum(volume.values())
         if pl.budget_per_month is None and free < NATIONAL_SHARE:
             pl = pl.model_copy(update={"targets": pl.targets.model_copy(update={"national_score_min": None})})
         try:
-            return solve_plan(L.inputs, L.states, pl, frozen=frozen, **kw)
+            return solve_plan(L.inputs, L.states, pl, frozen=known, **kw)
         except Infeasible:
             pass
     return solve_plan(L.inputs, L.states, L.pl, frozen=known, reprice=True, floors=known, **kw)
@@ -540,22 +539,17 @@ def _repair(L: _Loop, iterations: list[Iteration]) -> None:
     programme (greedy's national actions gain about 0.002 points each on March 2025, far too
     slow for a shortfall of a few tenths).
     """
+    from optimizer.greedy import greedy
+
     bad = [c for c in L.sc.cities if c in L.table and not bool(L.table[c]["ok"].all())]
     if not bad:
         return
     sub = L.sc.only(bad)
     sub = sub.model_copy(update={"planning": sub.planning.model_copy(update={
         "targets": sub.planning.targets.model_copy(update={"national_score_min": None})})})
-    _greedy_step(L, iterations, sub, f"repair: greedy marginal analysis in {', '.join(bad)}")
-
-
-def _greedy_step(L: _Loop, iterations: list[Iteration], sc: Scenario, what: str) -> None:
-    """Run ``greedy`` on ``sc``'s cities from the loop's plans; the loop takes its plans."""
-    from optimizer.greedy import greedy
-
     t0 = time.perf_counter()
-    res = greedy(sc, replications=L.n, seed=L.seed, loop_horizon_days=L.horizon_days, verify=False,
-                 start={c: L.plans[c] for c in sc.cities}, verify_replications=L.future, pool=L.pool,
+    res = greedy(sub, replications=L.n, seed=L.seed, loop_horizon_days=L.horizon_days, verify=False,
+                 start={c: L.plans[c] for c in bad}, verify_replications=L.future, pool=L.pool,
                  workers=L.workers, log=L.log)
     changed = [c for c, cp in res.plan.cities.items() if cp.key() != L.simulated_key.get(c)]
     plans = {**L.plans, **res.plan.cities}
@@ -565,8 +559,9 @@ def _greedy_step(L: _Loop, iterations: list[Iteration], sc: Scenario, what: str)
     fails = tuple(f"{r.city}:{r.target}" for r in L.assessment().query("~ok").itertuples())
     iterations.append(Iteration(len(iterations) + 1, sum(plan_cost(L.sc, cp) for cp in plans.values()), 0.0,
                                 time.perf_counter() - t0, tuple(changed), fails, None,
-                                f"{what} ({len(res.iterations)} actions)"))
-    L.log(f"{what}: {len(res.iterations)} actions, {len(fails)} targets fail")
+                                f"repair: greedy marginal analysis in {', '.join(bad)} ({len(res.iterations)} actions)"))
+    L.log(f"repair of {', '.join(bad)} by greedy marginal analysis: {len(res.iterations)} actions, "
+          f"{len(fails)} targets fail")
 
 
 def _removals(L: _Loop, c: str) -> list[CityPlan]:
