@@ -41,6 +41,9 @@ from simulator.scenario import Scenario, Targets
 __all__ = ["GROUPINGS", "Verification", "assess", "coverage", "verify_plan", "verify_scenario"]
 
 GROUPINGS = (("city",), ("city", "channel"))
+# replication variance is pooled over this many of the latest plans of a (city, target): a
+# search's early plans are far from its last (an understaffed plan's responses vary far more)
+POOL_PLANS = 3
 FIT_LEVEL = 0.99  # confidence of the fit-stream part of a prediction bound (see ``_bound``)
 COLUMNS = ["city", "target", "sense", "required", "mean", "bound", "n", "ok"]
 
@@ -77,10 +80,10 @@ def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = N
     if x.size < 2:
         return m, m
     ss, df = float(((x - m) ** 2).sum()), x.size - 1
-    if pool is not None:  # pooled over the plans simulated so far (similar plans, similar spread)
-        old_ss, old_df = pool.get(key, (0.0, 0))
-        ss, df = ss + old_ss, df + old_df
-        pool[key] = (ss, df)
+    if pool is not None:  # pooled with the plans simulated just before (nearby plans, similar spread)
+        recent = pool.get(key, ())[-(POOL_PLANS - 1):] if POOL_PLANS > 1 else ()
+        pool[key] = (*recent, (ss, df))
+        ss, df = ss + sum(r[0] for r in recent), df + sum(r[1] for r in recent)
     sd = float(np.sqrt(ss / df))
     if future is None or future < 2:
         half = float(stats.t.ppf(level, df) * sd / np.sqrt(x.size))

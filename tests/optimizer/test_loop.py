@@ -9,7 +9,7 @@ import pytest
 from optimizer.loop import optimize
 from optimizer.plan import CityPlan, Plan
 from optimizer.solve import Infeasible
-from optimizer.verify import _bound, verify_plan
+from optimizer.verify import POOL_PLANS, _bound, verify_plan
 from simulator.scenario import Targets
 
 REACHABLE = Targets(city_score_min=70.0, national_score_min=74.0)  # the prior satisfaction model's range
@@ -95,5 +95,10 @@ def test_prediction_bounds_are_wider_than_plain_bounds_and_tighten_with_pooling(
     for _ in range(5):  # the same spread seen five times: more degrees of freedom
         _, pooled = _bound(x, 0.95, lower=True, future=10, pool=pool, key=("c", "t"))
     assert pooled > pred
+    wide: dict = {}
+    _bound(x * 10.0 - 8.0, 0.95, lower=True, future=10, pool=wide, key=("c", "t"))  # an early, erratic plan
+    after = [_bound(x, 0.95, lower=True, future=10, pool=wide, key=("c", "t"))[1] for _ in range(POOL_PLANS)]
+    assert after[0] < pred  # its spread still counts next to it
+    assert after[-1] == pytest.approx(pooled)  # and is forgotten once POOL_PLANS later plans are seen
     _, month = _bound(x, 0.95, lower=True, future=10, scale=0.5)
     assert month > pred  # a verification over a longer horizon varies less
