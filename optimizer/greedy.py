@@ -52,14 +52,14 @@ class _Sim:
     """Simulate one city's plan on fit streams and check its targets (as the loop does)."""
 
     def __init__(self, scenario: Scenario, n: int, seed: int, horizon_days: float | None, future: int | None,
-                 pool: dict | None = None, workers: int = 1):
+                 pool: dict | None = None, workers: int = 1, memo: dict | None = None):
         self.sc = scenario
         self.sc_loop = loop_scenario(scenario, horizon_days)
         self.n, self.seed, self.future, self.workers = n, seed, future, workers
         self.scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
         self.sat = model_for(scenario)
         self.pool: dict = {} if pool is None else pool
-        self.memo: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}
+        self.memo: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {} if memo is None else memo
         self.calls = 0
         self.wall = 0.0
 
@@ -144,19 +144,23 @@ def greedy(
     start: Mapping[str, CityPlan] | None = None,
     pool: dict | None = None,
     workers: int = 1,
+    max_cost: float | None = None,
+    memo: dict | None = None,
 ) -> PlanResult:
     """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions.
 
     ``start``: plans to start from instead of today's (the loop's repair of the cities its
     programme could not bring to their targets). ``pool``: the replication variances to pool
     with (the loop's, so that its repair accepts what the loop accepts). Each plan of a city is
-    simulated once: after an action, only that city's next actions are new (cities are
-    independent under common random numbers), so a national round costs a few simulations."""
+    simulated once (``memo``: results to share between calls, keyed by city and plan): after an
+    action, only that city's next actions are new (cities are independent under common random
+    numbers), so a national round costs a few simulations. ``max_cost``: actions that would take
+    the plan's monthly cost above it are not taken (the loop's exchange repairs within a saving)."""
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     root = scenario.seed if seed is None else seed
     n_verify = verify_replications or scenario.replications
-    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers)  # bounds for the verification to come
+    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers, memo)  # bounds for the verification to come
     inputs = {c: city_inputs(scenario, c) for c in scenario.cities}
     plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
                          triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}
@@ -183,6 +187,9 @@ def greedy(
         base_cost = plan_cost(scenario, plans[c])
         best = None
         moves = _moves(scenario, inputs[c], plans[c], trained_total(), batches[c])
+        if max_cost is not None:
+            room = max_cost - _total(scenario, plans) + base_cost
+            moves = [(label, cand) for label, cand in moves if plan_cost(scenario, cand) <= room + 1e-6]
         for (label, cand), (t, r) in zip(moves, sim.run_many([cand for _, cand in moves])):
             dc = max(plan_cost(scenario, cand) - base_cost, 1.0)
             g = gain(t, r)

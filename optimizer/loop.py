@@ -61,6 +61,7 @@ REPAIRS = 3  # rounds of programme then repair (after a repair, the programme bu
 STALL = 2  # iterations without fewer failing targets before the failing cities go to the repair
 NATIONAL_STEP = 0.05  # national score points an iteration must gain to count as progress
 NATIONAL_SHARE = 0.5  # volume share the unfrozen cities need to carry the national row in a solve
+EXCHANGE_STEPS = 6  # greedy actions an exchange may take to repair a city after dropping a seat
 
 
 @dataclass(frozen=True)
@@ -390,6 +391,14 @@ def optimize(
             iterations.append(Iteration(len(iterations) + 1, sum(plan_cost(scenario, cp) for cp in L.plans.values()),
                                         0.0, time.perf_counter() - t_pol, (), (), None,
                                         f"polish: {kept} one-unit reductions kept (simulation-checked)"))
+            t_pol = time.perf_counter()
+            traded = _exchange(L, polish_s, say)
+            # greedy's repair can overshoot: drop what the exchanged plans do not need
+            kept = _polish(L, polish_s / 2, say) if traded else 0
+            iterations.append(Iteration(len(iterations) + 1, sum(plan_cost(scenario, cp) for cp in L.plans.values()),
+                                        0.0, time.perf_counter() - t_pol, (), (), None,
+                                        f"exchange: {traded} seats traded for greedy's cheaper actions, "
+                                        f"then {kept} one-unit reductions"))
         plan = Plan.build(scenario, L.plans or base, assumptions=_assumptions(L))
         if not verify or not L.assessment()["ok"].all():
             break
@@ -539,18 +548,11 @@ def _repair(L: _Loop, iterations: list[Iteration]) -> None:
     programme (greedy's national actions gain about 0.002 points each on March 2025, far too
     slow for a shortfall of a few tenths).
     """
-    from optimizer.greedy import greedy
-
     bad = [c for c in L.sc.cities if c in L.table and not bool(L.table[c]["ok"].all())]
     if not bad:
         return
-    sub = L.sc.only(bad)
-    sub = sub.model_copy(update={"planning": sub.planning.model_copy(update={
-        "targets": sub.planning.targets.model_copy(update={"national_score_min": None})})})
     t0 = time.perf_counter()
-    res = greedy(sub, replications=L.n, seed=L.seed, loop_horizon_days=L.horizon_days, verify=False,
-                 start={c: L.plans[c] for c in bad}, verify_replications=L.future, pool=L.pool,
-                 workers=L.workers, log=L.log)
+    res = _greedy_from(L, {c: L.plans[c] for c in bad}, log=L.log)
     changed = [c for c, cp in res.plan.cities.items() if cp.key() != L.simulated_key.get(c)]
     plans = {**L.plans, **res.plan.cities}
     L.sim_s += L.simulate(plans, changed, corrected=True)
@@ -562,6 +564,19 @@ def _repair(L: _Loop, iterations: list[Iteration]) -> None:
                                 f"repair: greedy marginal analysis in {', '.join(bad)} ({len(res.iterations)} actions)"))
     L.log(f"repair of {', '.join(bad)} by greedy marginal analysis: {len(res.iterations)} actions, "
           f"{len(fails)} targets fail")
+
+
+def _greedy_from(L: _Loop, start: dict[str, CityPlan], **kw: object) -> PlanResult:
+    """Greedy marginal analysis of ``start``'s cities from those plans, on the loop's streams and
+    pooled variances (so it accepts what the loop accepts), their own targets only."""
+    from optimizer.greedy import greedy
+
+    sub = L.sc.only(list(start))
+    sub = sub.model_copy(update={"planning": sub.planning.model_copy(update={
+        "targets": sub.planning.targets.model_copy(update={"national_score_min": None})})})
+    return greedy(sub, replications=L.n, seed=L.seed, loop_horizon_days=L.horizon_days, verify=False,
+                  start=start, verify_replications=L.future, pool=L.pool, workers=L.workers,
+                  **kw)  # type: ignore[arg-type]
 
 
 def _removals(L: _Loop, c: str) -> list[CityPlan]:
@@ -610,24 +625,67 @@ def _polish(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
         improved = True
         while improved and time.perf_counter() - t0 < budget_s:
             improved = False
+            for cand in _removals(L, c):
+                if time.perf_counter() - t0 >= budget_s:
+                    break
+                if _keep_if_passes(L, c, cand):
+                    kept += 1
+                    improved = True
+                    break
+    if kept:
+        say(f"polish: {kept} reductions kept, cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
+    return kept
+
+
+def _exchange(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
+    """Seats traded for cheaper actions: drop one seat, let greedy marginal analysis repair the
+    city from there (``EXCHANGE_STEPS`` actions at most), keep the result if it is cheaper and
+    every target still holds.
+
+    The one-unit descent cannot swap a seat for skills: on a small instance the programme kept a
+    fifth temporary seat where greedy certified two agents for less. After the exchange no single
+    seat can be traded for greedy's actions at a saving. Returns the number of exchanges kept.
+    """
+    t0 = time.perf_counter()
+    kept = 0
+    memo: dict = {}  # simulated plans, shared by the exchanges' greedy runs
+    for c in sorted(L.plans, key=lambda x: -plan_cost(L.sc, L.plans[x])):
+        improved = True
+        while improved and time.perf_counter() - t0 < budget_s:
+            improved = False
             current = L.plans[c]
             for cand in _removals(L, c):
                 if time.perf_counter() - t0 >= budget_s:
                     break
-                known = L.seen.get(c, {}).get(cand.key())
-                if known is None:
-                    L.sim_s += L.simulate({c: cand}, [c], corrected=True)
-                    known = L.seen[c][cand.key()]
-                if known[0]:
-                    L.use({**L.plans, c: cand})
-                    if bool(L.national_check()["ok"].all()):
-                        kept += 1
-                        improved = True
-                        break
-                L.use({**L.plans, c: current})
+                if (cand.hires, cand.temporaries) == (current.hires, current.temporaries):
+                    continue  # seats only: the descent has tried the rest
+                res = _greedy_from(L, {c: cand}, max_steps=EXCHANGE_STEPS, memo=memo,
+                                   max_cost=plan_cost(L.sc, current) - 1.0)
+                new = res.plan.cities[c]
+                if (bool(res.fit["ok"].all()) and plan_cost(L.sc, new) < plan_cost(L.sc, current) - 1e-6
+                        and _keep_if_passes(L, c, new)):
+                    kept += 1
+                    improved = True
+                    break
     if kept:
-        say(f"polish: {kept} reductions kept, cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
+        say(f"exchange: {kept} seats traded, cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
     return kept
+
+
+def _keep_if_passes(L: _Loop, c: str, cand: CityPlan) -> bool:
+    """Make ``cand`` city ``c``'s plan if it passes on the fit streams with the national score;
+    simulated once (``L.seen``), else the plan stays as it was."""
+    current = L.plans[c]
+    known = L.seen.get(c, {}).get(cand.key())
+    if known is None:
+        L.sim_s += L.simulate({c: cand}, [c], corrected=True)
+        known = L.seen[c][cand.key()]
+    if known[0]:
+        L.use({**L.plans, c: cand})
+        if bool(L.national_check()["ok"].all()):
+            return True
+    L.use({**L.plans, c: current})
+    return False
 
 
 def _finish(L: _Loop, say: Callable[[str], None]) -> None:

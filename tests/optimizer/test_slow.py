@@ -28,14 +28,14 @@ def test_small_scenario_gets_a_verified_plan():
     assert res.timings["total_s"] < 120.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 4 open: on this instance the programme's verified plan costs "
-                   "18 % more than greedy's (145,185 against 122,835 yuan a month)")
 def test_the_plan_costs_no_more_than_greedy_marginal_analysis(national):
     sc = national(targets=Targets(city_score_min=70.0, national_score_min=74.0))
     sc = sc.model_copy(update={"horizon_days": 7.0, "replications": 5})
-    mip = optimize(sc, loop_replications=4)
+    mip = optimize(sc, loop_replications=4, polish_s=300.0)  # a budget the descent never reaches here
     heur = greedy(sc, replications=4)
     assert mip.status == "verified" and heur.status == "verified"
-    # same simulator, streams and acceptance rule; the programme needs far fewer simulations
-    assert mip.cost <= heur.cost * 1.05
-    assert mip.timings["total_s"] < heur.timings["total_s"]
+    # same simulator, streams and acceptance rule; without the exchange step the programme's plan
+    # cost 145,185 yuan a month here, greedy's 122,835 (118,835 with a window of pooled variances)
+    assert mip.cost <= heur.cost * 1.01
+    notes = mip.iterations_frame()["note"]
+    assert notes.str.startswith("exchange:").any()
