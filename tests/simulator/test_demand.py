@@ -9,7 +9,6 @@ seed, and a wrong one (a factor off, a share swapped) fails by many standard err
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from scipy import stats
 
 from simulator import simulate

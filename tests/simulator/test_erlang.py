@@ -190,7 +190,7 @@ def test_mmn_unstable() -> None:
 
 
 def test_erlang_a_matches_linear_solve(erlang_a_case) -> None:
-    (agents, lam, aht, patience, _), result, pi = erlang_a_case
+    (agents, lam, _, patience, _), result, pi = erlang_a_case
     k = np.arange(pi.size)
     queue_mean = float(pi @ np.maximum(k - agents, 0))
     assert result.p_wait == pytest.approx(pi[agents:].sum(), rel=1e-9)
@@ -207,7 +207,7 @@ def test_erlang_a_occupancy_is_answered_throughput(erlang_a_case) -> None:
 
 
 def test_erlang_a_matches_tagged_customer_ctmc(erlang_a_case) -> None:
-    (agents, lam, aht, patience, target), result, pi = erlang_a_case
+    (agents, _, aht, patience, target), result, pi = erlang_a_case
     queued = pi[agents:]
     served, wait_served, wait_all, served_by_t = _tagged_customer(
         agents, 1 / aht, 1 / patience, queued.size - 1, target

@@ -21,9 +21,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from simulator import simulate
 from simulator.scenario import (

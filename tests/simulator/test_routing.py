@@ -8,8 +8,6 @@ the head of a queue. The engine marks tickets TAKEN / GONE; here the tests do.
 
 from __future__ import annotations
 
-import pytest
-
 from simulator.entities import GONE, INF, TAKEN, WAITING, Agent, FollowUpTask, Ticket
 from simulator.routing import PriorityRouter, Router, SkillsRouter, make_router
 
