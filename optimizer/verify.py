@@ -81,7 +81,8 @@ def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = N
         return m, m
     ss, df = float(((x - m) ** 2).sum()), x.size - 1
     if pool is not None:  # pooled with the plans simulated just before (nearby plans, similar spread)
-        recent = pool.get(key, ())[-(POOL_PLANS - 1):] if POOL_PLANS > 1 else ()
+        # a plan simulated again on the same streams repeats its numbers: not new evidence
+        recent = tuple(r for r in pool.get(key, ()) if r != (ss, df))[-(POOL_PLANS - 1):]
         pool[key] = (*recent, (ss, df))
         ss, df = ss + sum(r[0] for r in recent), df + sum(r[1] for r in recent)
     sd = float(np.sqrt(ss / df))

@@ -91,13 +91,20 @@ def test_prediction_bounds_are_wider_than_plain_bounds_and_tighten_with_pooling(
     m, plain = _bound(x, 0.95, lower=True)
     _, pred = _bound(x, 0.95, lower=True, future=10)
     assert pred < plain < m
+    def plan(k: int) -> np.ndarray:  # the k-th of several plans with about the same spread
+        return x.mean() + (x - x.mean()) * (1.0 + 0.01 * k)
+
     pool: dict = {}
-    for _ in range(5):  # the same spread seen five times: more degrees of freedom
-        _, pooled = _bound(x, 0.95, lower=True, future=10, pool=pool, key=("c", "t"))
+    for k in range(5):  # five plans: more degrees of freedom
+        _, pooled = _bound(plan(k), 0.95, lower=True, future=10, pool=pool, key=("c", "t"))
     assert pooled > pred
+    again: dict = {}
+    for _ in range(3):  # one plan looked at three times (the same streams) is one plan's evidence
+        _, same = _bound(x, 0.95, lower=True, future=10, pool=again, key=("c", "t"))
+    assert same == pytest.approx(pred)
     wide: dict = {}
     _bound(x * 10.0 - 8.0, 0.95, lower=True, future=10, pool=wide, key=("c", "t"))  # an early, erratic plan
-    after = [_bound(x, 0.95, lower=True, future=10, pool=wide, key=("c", "t"))[1] for _ in range(POOL_PLANS)]
+    after = [_bound(plan(k), 0.95, lower=True, future=10, pool=wide, key=("c", "t"))[1] for k in range(5 - POOL_PLANS, 5)]
     assert after[0] < pred  # its spread still counts next to it
     assert after[-1] == pytest.approx(pooled)  # and is forgotten once POOL_PLANS later plans are seen
     _, month = _bound(x, 0.95, lower=True, future=10, scale=0.5)
