@@ -52,7 +52,8 @@ class _Sim:
     """Simulate one city's plan on fit streams and check its targets (as the loop does)."""
 
     def __init__(self, scenario: Scenario, n: int, seed: int, horizon_days: float | None, future: int | None,
-                 pool: dict | None = None, workers: int = 1, memo: dict | None = None):
+                 pool: dict | None = None, workers: int = 1, memo: dict | None = None,
+                 shift: Mapping[tuple[str, str], float] | None = None):
         self.sc = scenario
         self.sc_loop = loop_scenario(scenario, horizon_days)
         self.n, self.seed, self.future, self.workers = n, seed, future, workers
@@ -60,6 +61,7 @@ class _Sim:
         self.sat = model_for(scenario)
         self.pool: dict = {} if pool is None else pool
         self.memo: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {} if memo is None else memo
+        self.shift = shift
         self.calls = 0
         self.wall = 0.0
 
@@ -73,7 +75,7 @@ class _Sim:
         kpis = pmap(fit_kpis, [(a, self.n, self.seed, [cp.city]) for a, cp in zip(applied, todo)], self.workers)
         for cp, a, (per_city, per_channel) in zip(todo, applied, kpis):
             res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
-                                future=self.future, future_scale=self.scale, pool=self.pool)
+                                future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift)
             self.memo[(cp.city, cp.key())] = (res.table, res.city_rep)
         self.calls += len(todo)
         self.wall += time.perf_counter() - t0
@@ -146,6 +148,7 @@ def greedy(
     workers: int = 1,
     max_cost: float | None = None,
     memo: dict | None = None,
+    shift: Mapping[tuple[str, str], float] | None = None,
 ) -> PlanResult:
     """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions.
 
@@ -155,12 +158,13 @@ def greedy(
     simulated once (``memo``: results to share between calls, keyed by city and plan): after an
     action, only that city's next actions are new (cities are independent under common random
     numbers), so a national round costs a few simulations. ``max_cost``: actions that would take
-    the plan's monthly cost above it are not taken (the loop's exchange repairs within a saving)."""
+    the plan's monthly cost above it are not taken (the loop's exchange repairs within a saving).
+    ``shift``: added to targets' simulated values (``assess_cities``; the loop's learnt horizon bias)."""
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     root = scenario.seed if seed is None else seed
     n_verify = verify_replications or scenario.replications
-    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers, memo)  # bounds for the verification to come
+    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers, memo, shift)  # bounds for the verification to come
     inputs = {c: city_inputs(scenario, c) for c in scenario.cities}
     plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
                          triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}

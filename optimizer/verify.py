@@ -21,7 +21,7 @@ With one replication the bound is the mean itself (no interval); ``Verification.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,13 +123,16 @@ def assess_cities(
     future: int | None = None,
     future_scale: float = 1.0,
     pool: dict | None = None,
+    shift: Mapping[tuple[str, str], float] | None = None,
 ) -> Assessment:
     """City-level checks (channels, response, score, coverage) from per-replication KPI frames.
 
     ``future``: bounds are prediction bounds for a verification with that many replications
     (whose replications vary ``future_scale`` times as much); ``pool`` pools the variance
-    of each (city, target) with earlier calls.
+    of each (city, target) with earlier calls; ``shift`` is added to a (city, target)'s
+    values first (the loop's learnt difference between its short horizon and the full one).
     """
+    shift = shift or {}
     level = targets.confidence
     rows, points = [], {}
     scores = model.scores(per_city)["overall"]
@@ -140,18 +143,20 @@ def assess_cities(
         ch = per_channel[per_channel["city"] == city]
         sl_mean, sl_bound = {}, {}
         for name, g in ch.groupby("channel", observed=True):
-            m, b = _bound(g["sl_offered"].to_numpy(float), level, lower=True, future=future, scale=future_scale,
-                          pool=pool, key=(city, f"channel_share:{name}"))
+            key = (city, f"channel_share:{name}")
+            m, b = _bound(g["sl_offered"].to_numpy(float) + shift.get(key, 0.0), level, lower=True, future=future,
+                          scale=future_scale, pool=pool, key=key)
             sl_mean[str(name)], sl_bound[str(name)] = m, b
             if targets.channel_target_share is not None and np.isfinite(m):
                 rows.append((city, f"channel_share:{name}", ">=", targets.channel_target_share, m, b, len(g),
                              b >= targets.channel_target_share - 1e-12))
-        r_mean, r_bound = _bound(pc["first_response_mean_s"].to_numpy(float), level, lower=False, future=future,
+        r_mean, r_bound = _bound(pc["first_response_mean_s"].to_numpy(float)
+                                 + shift.get((city, "mean_first_response"), 0.0), level, lower=False, future=future,
                                  scale=future_scale, pool=pool, key=(city, "mean_first_response"))
         if targets.mean_first_response_h is not None:
             lim = targets.mean_first_response_h * 3600.0
             rows.append((city, "mean_first_response", "<=", lim, r_mean, r_bound, len(pc), r_bound <= lim + 1e-9))
-        s = rep.loc[rep["city"] == city, "score"].to_numpy(float)
+        s = rep.loc[rep["city"] == city, "score"].to_numpy(float) + shift.get((city, "city_score"), 0.0)
         s_mean, s_bound = _bound(s, level, lower=True, future=future, scale=future_scale, pool=pool,
                                  key=(city, "city_score"))
         if targets.city_score_min is not None:

@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from optimizer.loop import optimize
-from optimizer.plan import CityPlan, Plan
+from optimizer.plan import CityPlan, Plan, apply_plan
 from optimizer.solve import Infeasible
-from optimizer.verify import POOL_PLANS, _bound, verify_plan
+from optimizer.verify import GROUPINGS, POOL_PLANS, _bound, assess_cities, verify_plan
+from simulator.calibration import model_for
+from simulator.kpi import replicate
 from simulator.scenario import Targets
 
 REACHABLE = Targets(city_score_min=70.0, national_score_min=74.0)  # the prior satisfaction model's range
@@ -78,9 +80,6 @@ def test_verification_uses_streams_the_loop_never_saw(national):
     a = verify_plan(plan, sc, 3, sc.seed)
     b = verify_plan(plan, sc, 3, sc.seed)
     pd.testing.assert_frame_equal(a.table, b.table)  # reproducible
-    from optimizer.plan import apply_plan
-    from simulator.kpi import replicate
-
     fit = replicate(apply_plan(sc, plan), 3, seed=sc.seed, purpose="fit", cities=["North"])
     fit_mean = fit.kpis(("city",)).query("city == 'North'")["first_response_mean_s"].mean()
     assert a.kpis.loc["North", "first_response_mean_s"] != pytest.approx(fit_mean, rel=1e-12)
@@ -109,3 +108,20 @@ def test_prediction_bounds_are_wider_than_plain_bounds_and_tighten_with_pooling(
     assert after[-1] == pytest.approx(pooled)  # and is forgotten once POOL_PLANS later plans are seen
     _, month = _bound(x, 0.95, lower=True, future=10, scale=0.5)
     assert month > pred  # a verification over a longer horizon varies less
+
+
+def test_a_learnt_horizon_shift_moves_a_target_check_by_exactly_the_shift(national):
+    sc = national(targets=REACHABLE)
+    applied = apply_plan(sc, Plan.build(sc, {"North": CityPlan("North", temporaries={"late": 3})}))
+    reps = replicate(applied, 3, seed=sc.seed, purpose="fit", cities=["North"], groupings=GROUPINGS)
+    per_city, per_channel = reps.kpis(("city",)), reps.kpis(("city", "channel"))
+    model = model_for(sc)
+    plain = assess_cities(applied, per_city, per_channel, model, sc.planning.targets, ["North"]).table
+    row = plain.query("target == 'channel_share:phone'").iloc[0]
+    shift = {("North", "channel_share:phone"): 0.8 - row["bound"] - 0.01}  # the month 1 point below the target
+    moved = assess_cities(applied, per_city, per_channel, model, sc.planning.targets, ["North"], shift=shift).table
+    new = moved.query("target == 'channel_share:phone'").iloc[0]
+    assert new["mean"] == pytest.approx(row["mean"] + shift[("North", "channel_share:phone")])
+    assert new["bound"] == pytest.approx(0.79) and not new["ok"]
+    others = moved["target"] != "channel_share:phone"
+    pd.testing.assert_frame_equal(moved[others], plain[others])  # nothing else moves
