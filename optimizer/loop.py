@@ -180,6 +180,8 @@ class _Loop:
         self.nat_ratio = 1.0  # simulated over modelled national gain, in the national phase
         self.nat_bias = 0.0  # model over simulated national score at the simulated plans
         self.shift: dict[tuple[str, str], float] = {}  # (city, target) -> full horizon minus loop horizon
+        self.sim_s = 0.0  # seconds simulating (loop) and verifying
+        self.verify_s = 0.0
 
     # -- simulation -------------------------------------------------------------------------
     def simulate(self, plans: Mapping[str, CityPlan], cities: list[str], corrected: bool) -> float:
@@ -369,7 +371,7 @@ def optimize(
               future=n_verify if verify else None, workers=workers)
     t_inputs = time.perf_counter() - t_start
     base = {c: CityPlan(c) for c in scenario.cities}
-    L.sim_s = L.simulate(base, list(scenario.cities), corrected=False)
+    L.sim_s += L.simulate(base, list(scenario.cities), corrected=False)
     say(f"baseline: {int((~L.assessment()['ok']).sum())} targets fail in simulation")
     iterations: list[Iteration] = []
     ver = None
@@ -401,7 +403,7 @@ def optimize(
             break
         t_ver = time.perf_counter()
         ver = verify_plan(plan, scenario, n_verify, root, model=L.sat, workers=workers)
-        L.verify_s = getattr(L, "verify_s", 0.0) + time.perf_counter() - t_ver
+        L.verify_s += time.perf_counter() - t_ver
         failing = "; ".join(f"{r.city}:{r.target} {r.mean:.4g} (bound {r.bound:.4g}, needs {r.required:.4g})"
                             for r in ver.failing.itertuples())
         say(f"verification ({n_verify} replications, fresh streams): "
@@ -413,7 +415,7 @@ def optimize(
     if not verify and table["ok"].all():
         status = "fit"
     timings = {"inputs_s": t_inputs, "simulate_s": L.sim_s, "solve_s": sum(i.solve_s for i in iterations),
-               "verify_s": getattr(L, "verify_s", 0.0), "total_s": time.perf_counter() - t_start}
+               "verify_s": L.verify_s, "total_s": time.perf_counter() - t_start}
     return PlanResult(plan, status, iterations, ver, table, dict(L.model), timings)
 
 

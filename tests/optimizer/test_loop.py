@@ -125,3 +125,29 @@ def test_a_learnt_horizon_shift_moves_a_target_check_by_exactly_the_shift(nation
     assert new["bound"] == pytest.approx(0.79) and not new["ok"]
     others = moved["target"] != "channel_share:phone"
     pd.testing.assert_frame_equal(moved[others], plain[others])  # nothing else moves
+
+
+def test_a_failed_verification_teaches_the_loop_the_month_or_doubles_its_replications(national):
+    from optimizer.loop import _learn_from_verification, _Loop
+    from optimizer.verify import Verification
+
+    sc = national(targets=REACHABLE)
+    L = _Loop(sc, solver="highs", loop_replications=3, seed=sc.seed, loop_horizon_days=None, solve_kw={},
+              log=lambda s: None, future=5)
+    plans = {"North": CityPlan("North", temporaries={"late": 3}), "West": CityPlan("West")}
+    L.simulate(plans, ["North", "West"], corrected=True)
+    L.plans = plans
+    week = L.table["North"].set_index("target").loc["channel_share:phone"]
+
+    def verdict(mean: float) -> Verification:
+        row = {"city": "North", "target": "channel_share:phone", "sense": ">=", "required": 0.8, "mean": mean,
+               "bound": mean - 0.01, "n": 5, "ok": False}
+        return Verification(False, pd.DataFrame([row]), pd.DataFrame(), pd.DataFrame(), None, 5, sc.seed, 0.0)
+
+    _learn_from_verification(L, verdict(week["mean"] - 0.05))  # the month 5 points worse than the week
+    assert L.shift == {("North", "channel_share:phone"): pytest.approx(-0.05)} and L.n == 3
+    again = L.table["North"].set_index("target").loc["channel_share:phone"]
+    assert again["mean"] == pytest.approx(week["mean"] - 0.05)  # the same plan, seen as the month sees it
+    assert set(L.simulated_key) == {"North", "West"}  # the loop goes on from today's plans
+    _learn_from_verification(L, verdict(again["mean"] + 0.01))  # no worse than the loop saw: noise
+    assert L.n == 6 and L.shift == {("North", "channel_share:phone"): pytest.approx(-0.05)}
