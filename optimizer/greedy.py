@@ -213,7 +213,7 @@ def greedy(
                 ratio, label, plans[c], tables[c], reps[c] = move
                 moved = True
                 took(c, label, ratio, "")
-            say(f"greedy: {len(steps)} actions, {len(failing)} cities short")
+            say(f"greedy: {len(steps)} actions, {len(failing)} cities short, {_total(scenario, plans):,.0f} yuan/month")
             if not moved:  # every failing city is at its caps
                 break
             continue
@@ -237,7 +237,7 @@ def greedy(
         (ratio, label, plans[best[1]], tables[best[1]], reps[best[1]]), c = best
         took(c, label, ratio, " (national)")
         if len(steps) % 10 == 0:
-            say(f"greedy: {len(steps)} actions, national score {now:.2f}")
+            say(f"greedy: {len(steps)} actions, national score {now:.2f}, {_total(scenario, plans):,.0f} yuan/month")
     plan = Plan.build(scenario, plans, {"greedy": "marginal analysis on the simulator (fit streams)"})
     nat = national_check(pd.concat(reps.values(), ignore_index=True), scenario.planning.targets,
                          future=sim.future, future_scale=sim.scale, pool=dict(sim.pool))[0]
