@@ -23,7 +23,7 @@ def test_small_scenario_gets_a_verified_plan():
     assert res.status == "verified", res.verification.failing if res.verification else res.fit
     assert res.verification.n == 10 and res.verification.ok
     urumqi = res.plan.cities["Urumqi"]
-    assert urumqi.triage and sum(urumqi.trained.values()) > 0  # the bottom city needs triage and speakers
+    assert sum(urumqi.trained.values()) > 0  # the bottom city needs speakers (triage it may trade for seats)
     assert res.verification.table.query("target == 'dialect_coverage:uyghur'")["mean"].iloc[0] >= 0.8
     assert res.timings["total_s"] < 120.0
 
