@@ -655,25 +655,9 @@ def _polish(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
 
     The programme's plan carries the model's remaining pessimism; each candidate reduction is
     simulated on the fit streams and kept if the city's targets and the national score still
-    pass (the same criterion as the loop). Cities are visited most expensive first; the search
-    stops when ``budget_s`` seconds are spent. Returns the number of reductions kept.
+    pass (the same criterion as the loop). Returns the number of reductions kept.
     """
-    t0 = time.perf_counter()
-    kept = 0
-    for c in sorted(L.plans, key=lambda x: -plan_cost(L.sc, L.plans[x])):
-        improved = True
-        while improved and time.perf_counter() - t0 < budget_s:
-            improved = False
-            for cand in _removals(L, c):
-                if time.perf_counter() - t0 >= budget_s:
-                    break
-                if _keep_if_passes(L, c, cand):
-                    kept += 1
-                    improved = True
-                    break
-    if kept:
-        say(f"polish: {kept} reductions kept, cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
-    return kept
+    return _descend(L, budget_s, say, "polish: {} reductions kept", lambda c, current, cand: cand)
 
 
 def _exchange(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
@@ -685,9 +669,27 @@ def _exchange(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
     fifth temporary seat where greedy certified two agents for less. After the exchange no single
     seat can be traded for greedy's actions at a saving. Returns the number of exchanges kept.
     """
+    memo: dict = {}  # simulated plans, shared by the exchanges' greedy runs
+
+    def repaired(c: str, current: CityPlan, cand: CityPlan) -> CityPlan | None:
+        if (cand.hires, cand.temporaries) == (current.hires, current.temporaries):
+            return None  # seats only: the descent has tried the rest
+        res = _greedy_from(L, {c: cand}, max_steps=EXCHANGE_STEPS, memo=memo,
+                           max_cost=plan_cost(L.sc, current) - 1.0)
+        new = res.plan.cities[c]
+        cheaper = plan_cost(L.sc, new) < plan_cost(L.sc, current) - 1e-6
+        return new if bool(res.fit["ok"].all()) and cheaper else None
+
+    return _descend(L, budget_s, say, "exchange: {} seats traded", repaired)
+
+
+def _descend(L: _Loop, budget_s: float, say: Callable[[str], None], done: str,
+             propose: Callable[[str, CityPlan, CityPlan], CityPlan | None]) -> int:
+    """Local search shared by the polish and the exchange: cities most expensive first, each
+    one-unit reduction turned by ``propose`` into a plan to try (or ``None``), the first that
+    passes kept and the city searched again; stops after ``budget_s`` seconds."""
     t0 = time.perf_counter()
     kept = 0
-    memo: dict = {}  # simulated plans, shared by the exchanges' greedy runs
     for c in sorted(L.plans, key=lambda x: -plan_cost(L.sc, L.plans[x])):
         improved = True
         while improved and time.perf_counter() - t0 < budget_s:
@@ -696,18 +698,13 @@ def _exchange(L: _Loop, budget_s: float, say: Callable[[str], None]) -> int:
             for cand in _removals(L, c):
                 if time.perf_counter() - t0 >= budget_s:
                     break
-                if (cand.hires, cand.temporaries) == (current.hires, current.temporaries):
-                    continue  # seats only: the descent has tried the rest
-                res = _greedy_from(L, {c: cand}, max_steps=EXCHANGE_STEPS, memo=memo,
-                                   max_cost=plan_cost(L.sc, current) - 1.0)
-                new = res.plan.cities[c]
-                if (bool(res.fit["ok"].all()) and plan_cost(L.sc, new) < plan_cost(L.sc, current) - 1e-6
-                        and _keep_if_passes(L, c, new)):
+                new = propose(c, current, cand)
+                if new is not None and _keep_if_passes(L, c, new):
                     kept += 1
                     improved = True
                     break
     if kept:
-        say(f"exchange: {kept} seats traded, cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
+        say(done.format(kept) + f", cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
     return kept
 
 
