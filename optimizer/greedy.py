@@ -61,25 +61,38 @@ class _Sim:
         self.sat = model_for(scenario)
         self.pool: dict = {} if pool is None else pool
         self.memo: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {} if memo is None else memo
+        self.raw: dict[tuple, tuple] = {}  # (city, plan key) -> applied scenario and KPI frames
         self.shift = shift
         self.calls = 0
         self.wall = 0.0
 
     def run_many(self, cps: list[CityPlan]) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
-        """Each plan's target table and per-replication rows: each plan is simulated once, the new ones on ``workers``
-        processes, and checked in the given order (so the pooled variances, and the results,
-        do not depend on the number of workers)."""
+        """Each plan's target table and per-replication rows, judged as a candidate (the pooled
+        variances read, not added to: ``commit``). Each plan is simulated once, the new ones on
+        ``workers`` processes."""
         t0 = time.perf_counter()
         todo = list({(cp.city, cp.key()): cp for cp in cps if (cp.city, cp.key()) not in self.memo}.values())
         applied = [apply_plan(self.sc_loop, Plan.build(self.sc_loop, {cp.city: cp})) for cp in todo]
         kpis = pmap(fit_kpis, [(a, self.n, self.seed, [cp.city]) for a, cp in zip(applied, todo)], self.workers)
-        for cp, a, (per_city, per_channel) in zip(todo, applied, kpis):
-            res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
-                                future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift)
-            self.memo[(cp.city, cp.key())] = (res.table, res.city_rep)
+        for cp, a, frames in zip(todo, applied, kpis):
+            self.raw[(cp.city, cp.key())] = (a, *frames)
+            self.memo[(cp.city, cp.key())] = self._assess(cp, record=False)
         self.calls += len(todo)
         self.wall += time.perf_counter() - t0
         return [self.memo[(cp.city, cp.key())] for cp in cps]
+
+    def commit(self, cp: CityPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """A plan taken: its variances join the pool (the verdict is the candidate's, ``_bound``)."""
+        if (cp.city, cp.key()) in self.raw:  # else it came with the memo: pooled by whoever simulated it
+            self.memo[(cp.city, cp.key())] = self._assess(cp, record=True)
+        return self.memo[(cp.city, cp.key())]
+
+    def _assess(self, cp: CityPlan, record: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+        a, per_city, per_channel = self.raw[(cp.city, cp.key())]
+        res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
+                            future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift,
+                            record=record)
+        return res.table, res.city_rep
 
 
 def _add(table: dict, key: str, n: int = 1, cap: int | None = None) -> dict:
@@ -169,7 +182,8 @@ def greedy(
     plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
                          triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}
     plans.update({c: cp for c, cp in (start or {}).items() if c in plans})
-    first = sim.run_many([plans[c] for c in scenario.cities])
+    sim.run_many([plans[c] for c in scenario.cities])
+    first = [sim.commit(plans[c]) for c in scenario.cities]
     tables = {c: t for c, (t, _) in zip(scenario.cities, first)}
     reps = {c: r for c, (_, r) in zip(scenario.cities, first)}
     steps: list[Iteration] = []
@@ -210,7 +224,8 @@ def greedy(
                 move = best_move(c, lambda t, r, d0=d0: d0 - deficit(t))
                 if move is None:
                     continue
-                ratio, label, plans[c], tables[c], reps[c] = move
+                ratio, label, plans[c], _, _ = move
+                tables[c], reps[c] = sim.commit(plans[c])
                 moved = True
                 took(c, label, ratio, "")
             say(f"greedy: {len(steps)} actions, {len(failing)} cities short, {_total(scenario, plans):,.0f} yuan/month")
@@ -234,7 +249,8 @@ def greedy(
                 best = (move, c)
         if best is None or not best[0][0] > 0:  # no action raises the national score
             break
-        (ratio, label, plans[best[1]], tables[best[1]], reps[best[1]]), c = best
+        (ratio, label, plans[best[1]], _, _), c = best
+        tables[c], reps[c] = sim.commit(plans[c])
         took(c, label, ratio, " (national)")
         if len(steps) % 10 == 0:
             say(f"greedy: {len(steps)} actions, national score {now:.2f}, {_total(scenario, plans):,.0f} yuan/month")

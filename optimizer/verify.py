@@ -63,7 +63,8 @@ def coverage(scenario: Scenario, city: str) -> dict[str, float]:
 
 
 def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = None,
-           scale: float = 1.0, pool: dict | None = None, key: tuple | None = None) -> tuple[float, float]:
+           scale: float = 1.0, pool: dict | None = None, key: tuple | None = None,
+           record: bool = True) -> tuple[float, float]:
     """Mean and one-sided bound at ``level``.
 
     With ``future`` (replications of a later verification whose replications have standard
@@ -72,6 +73,10 @@ def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = N
     ``s^2 (1/n + scale^2/future)`` and its bound lies a further ``t scale s / sqrt(future)``.
     The prediction part uses at least ``FIT_LEVEL``: the loop keeps the cheapest plan that
     passes on its own streams, which flatters it (the winner's curse).
+
+    ``record=False`` reads the pool without adding this plan to it: a search's candidates are
+    judged against the plans it kept, so a kept plan's bound does not depend on which
+    candidates happened to be tried before it (judged again later, it gets the same verdict).
     """
     x = values[np.isfinite(values)]
     if x.size == 0:
@@ -83,7 +88,8 @@ def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = N
     if pool is not None:  # pooled with the plans simulated just before (nearby plans, similar spread)
         # a plan simulated again on the same streams repeats its numbers: not new evidence
         recent = tuple(r for r in pool.get(key, ()) if r != (ss, df))[-(POOL_PLANS - 1):]
-        pool[key] = (*recent, (ss, df))
+        if record:
+            pool[key] = (*recent, (ss, df))
         ss, df = ss + sum(r[0] for r in recent), df + sum(r[1] for r in recent)
     sd = float(np.sqrt(ss / df))
     if future is None or future < 2:
@@ -124,13 +130,15 @@ def assess_cities(
     future_scale: float = 1.0,
     pool: dict | None = None,
     shift: Mapping[tuple[str, str], float] | None = None,
+    record: bool = True,
 ) -> Assessment:
     """City-level checks (channels, response, score, coverage) from per-replication KPI frames.
 
     ``future``: bounds are prediction bounds for a verification with that many replications
     (whose replications vary ``future_scale`` times as much); ``pool`` pools the variance
     of each (city, target) with earlier calls; ``shift`` is added to a (city, target)'s
-    values first (the loop's learnt difference between its short horizon and the full one).
+    values first (the loop's learnt difference between its short horizon and the full one);
+    ``record=False`` reads the pool without adding to it (a candidate's look, ``_bound``).
     """
     shift = shift or {}
     level = targets.confidence
@@ -145,20 +153,21 @@ def assess_cities(
         for name, g in ch.groupby("channel", observed=True):
             key = (city, f"channel_share:{name}")
             m, b = _bound(g["sl_offered"].to_numpy(float) + shift.get(key, 0.0), level, lower=True, future=future,
-                          scale=future_scale, pool=pool, key=key)
+                          scale=future_scale, pool=pool, key=key, record=record)
             sl_mean[str(name)], sl_bound[str(name)] = m, b
             if targets.channel_target_share is not None and np.isfinite(m):
                 rows.append((city, f"channel_share:{name}", ">=", targets.channel_target_share, m, b, len(g),
                              b >= targets.channel_target_share - 1e-12))
         r_mean, r_bound = _bound(pc["first_response_mean_s"].to_numpy(float)
                                  + shift.get((city, "mean_first_response"), 0.0), level, lower=False, future=future,
-                                 scale=future_scale, pool=pool, key=(city, "mean_first_response"))
+                                 scale=future_scale, pool=pool, key=(city, "mean_first_response"),
+                                 record=record)
         if targets.mean_first_response_h is not None:
             lim = targets.mean_first_response_h * 3600.0
             rows.append((city, "mean_first_response", "<=", lim, r_mean, r_bound, len(pc), r_bound <= lim + 1e-9))
         s = rep.loc[rep["city"] == city, "score"].to_numpy(float) + shift.get((city, "city_score"), 0.0)
         s_mean, s_bound = _bound(s, level, lower=True, future=future, scale=future_scale, pool=pool,
-                                 key=(city, "city_score"))
+                                 key=(city, "city_score"), record=record)
         if targets.city_score_min is not None:
             rows.append((city, "city_score", ">=", targets.city_score_min, s_mean, s_bound, len(s),
                          s_bound >= targets.city_score_min - 1e-12))

@@ -106,6 +106,9 @@ def test_prediction_bounds_are_wider_than_plain_bounds_and_tighten_with_pooling(
     after = [_bound(plan(k), 0.95, lower=True, future=10, pool=wide, key=("c", "t"))[1] for k in range(5 - POOL_PLANS, 5)]
     assert after[0] < pred  # its spread still counts next to it
     assert after[-1] == pytest.approx(pooled)  # and is forgotten once POOL_PLANS later plans are seen
+    look = dict(pool)  # a candidate reads the pool without joining it, and a kept plan gets the same bound
+    assert _bound(x, 0.95, lower=True, future=10, pool=look, key=("c", "t"), record=False) == \
+        _bound(x, 0.95, lower=True, future=10, pool=dict(pool), key=("c", "t")) and look == pool
     _, month = _bound(x, 0.95, lower=True, future=10, scale=0.5)
     assert month > pred  # a verification over a longer horizon varies less
 
@@ -151,3 +154,21 @@ def test_a_failed_verification_teaches_the_loop_the_month_or_doubles_its_replica
     assert set(L.simulated_key) == {"North", "West"}  # the loop goes on from today's plans
     _learn_from_verification(L, verdict(again["mean"] + 0.01))  # no worse than the loop saw: noise
     assert L.n == 6 and L.shift == {("North", "channel_share:phone"): pytest.approx(-0.05)}
+
+
+def test_a_plan_greedy_takes_gets_the_same_verdict_when_the_loop_simulates_it_again(national):
+    from optimizer.greedy import greedy
+    from optimizer.loop import fit_kpis, loop_scenario
+
+    sc = national(targets=REACHABLE).model_copy(update={"horizon_days": 3.0})
+    pool: dict = {}
+    res = greedy(sc, replications=3, loop_horizon_days=None, verify=False, pool=pool)
+    assert len(res.iterations) >= 2  # several rounds of candidates were judged against the pool
+    model, short = model_for(sc), loop_scenario(sc, None)
+    for city, cp in res.plan.cities.items():
+        applied = apply_plan(short, Plan.build(short, {city: cp}))
+        per_city, per_channel = fit_kpis((applied, 3, sc.seed, [city]))
+        again = assess_cities(applied, per_city, per_channel, model, sc.planning.targets, [city],
+                              future=sc.replications, pool=pool).table
+        took = res.fit[res.fit["city"] == city]
+        assert again["bound"].to_numpy() == pytest.approx(took["bound"].to_numpy(), rel=1e-12)
