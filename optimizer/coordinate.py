@@ -66,6 +66,7 @@ def solve_city(
     solver: str = "highs",
     time_limit_s: float | None = 120.0,
     gap_rel: float = 1e-4,
+    node_limit: int | None = None,
     threads: int | None = None,
     accept_incumbent: bool = False,
     floor: CityPlan | None = None,
@@ -78,8 +79,8 @@ def solve_city(
     problem and the solver time. Raises ``Infeasible`` when no option is feasible.
     ``floor``: every decision at least this plan's, in its option (``build_problem``).
     """
-    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "threads": threads,
-          "accept_incumbent": accept_incumbent}
+    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit,
+          "threads": threads, "accept_incumbent": accept_incumbent}
     floors = {ci.city: floor} if floor is not None else None
     opts = [o.key for o in ci.options if not o.dominated] if floor is None else ["floor"]
     wall = 0.0
@@ -139,19 +140,23 @@ def solve_plan(
     frozen: Mapping[str, CityPlan] | None = None,
     reprice: bool = False,
     floors: Mapping[str, CityPlan] | None = None,
+    node_limit: int | None = None,
+    pricing_nodes: int | None = None,
 ) -> Coordinated:
     """Solve the programme for all ``inputs`` (raises ``Infeasible`` when the hard one is).
 
     ``frozen`` cities keep their plans, or with ``reprice`` keep them among their choices;
-    ``floors`` cities only add to their plans (decomposed programme only; see ``decompose``).
+    ``floors`` cities only add to their plans (decomposed programme only; see ``decompose``);
+    ``node_limit`` and ``pricing_nodes``: work limits of the city programmes (``decompose``).
     """
-    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit}
     if len(inputs) > monolithic_max:
         from optimizer.decompose import solve_decomposed
 
+        nodes = {} if pricing_nodes is None else {"pricing_nodes": pricing_nodes}
         return solve_decomposed(inputs, states, planning, national_offset=national_offset, soft=soft,
                                 shortfall_price=shortfall_price, cache=cache, workers=workers, frozen=frozen,
-                                reprice=reprice, floors=floors, **kw)
+                                reprice=reprice, floors=floors, **nodes, **kw)
     if len(inputs) == 1 and _mode(planning) == "cost":
         (city, ci), = inputs.items()
         sp, wall = solve_city(ci, states.get(city, CityState()), planning, mode="soft" if soft else "cost",

@@ -41,6 +41,7 @@ MAX_ROUNDS = 2  # pricing rounds; the integer master then chooses among the colu
 BIG_LAMBDA = 1e6  # yuan per national score point: the "best score" columns
 BUDGET_TIE = 1e-9  # budget mode: the cheaper of two equally good plans
 PRICING_LIMIT_S = 1.0  # time limit of a priced city problem (its incumbent is still a column)
+PRICING_NODES = 50  # node limit of a priced city problem, where the caller gives node limits
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,15 @@ class Column:
 
 
 def _price(ci: CityInputs, st: CityState, pl: Planning, mode: str, lagrange: tuple[float, float, float],
-           price: float, kw: dict, limit: float = PRICING_LIMIT_S) -> tuple[Column, float, float]:
+           price: float, kw: dict, limit: float = PRICING_LIMIT_S,
+           nodes: int = PRICING_NODES) -> tuple[Column, float, float]:
     """Solve one city's pricing problem; return its column, objective and solver time."""
     # a column need not be proven optimal to be useful: a time-limited incumbent is still a plan
     kw = {**kw, "accept_incumbent": True}
     priced = lagrange[1] > 0.0 or lagrange[2] > 0.0 or lagrange[0] != 1.0
-    if priced:
+    if priced and kw.get("node_limit") is not None:  # work limits: the time limit stays a guard
+        kw["node_limit"] = min(kw["node_limit"], nodes)
+    elif priced:
         kw["time_limit_s"] = min(kw.get("time_limit_s") or limit, limit)
     sp, wall = solve_city(ci, st, pl, mode=mode, lagrange=lagrange, shortfall_price=price, **kw)
     col = _column(sp, ci, price)
@@ -71,9 +75,9 @@ def _price(ci: CityInputs, st: CityState, pl: Planning, mode: str, lagrange: tup
 
 def _price_job(args: tuple) -> tuple[Column, float] | Infeasible:
     """A pricing problem in a worker: its column and objective, or the ``Infeasible`` raised."""
-    ci, st, pl, mode, lagrange, price, kw, limit = args
+    ci, st, pl, mode, lagrange, price, kw, limit, nodes = args
     try:
-        col, obj, _ = _price(ci, st, pl, mode, lagrange, price, kw, limit)
+        col, obj, _ = _price(ci, st, pl, mode, lagrange, price, kw, limit, nodes)
     except Infeasible as exc:
         return exc
     return col, obj
@@ -192,12 +196,17 @@ def solve_decomposed(
     floors: Mapping[str, CityPlan] | None = None,
     rounds: int = MAX_ROUNDS,
     pricing_limit_s: float = PRICING_LIMIT_S,
+    node_limit: int | None = None,
+    pricing_nodes: int = PRICING_NODES,
 ) -> Coordinated:
     """Solve the programme city by city, coordinated by prices (see the module docstring).
 
     ``rounds`` bounds the pricing rounds and ``pricing_limit_s`` each priced problem's time:
     the defaults trade the last fraction of a percent of cost for minutes on 32 cities;
     enough rounds and time make the result the programme's optimum (the tests check it).
+    ``node_limit`` (HiGHS, ``solve``) stops each MIP at its first incumbent after that many
+    nodes, ``pricing_nodes`` each priced one: limits of work, not time, so the plan is the same
+    on any machine (the loop's choice; the time limits then only guard).
 
     ``frozen`` cities keep the given plan (one column, at its state's anchor: the loop freezes
     plans that passed in simulation); only the others are priced. With ``reprice`` they are
@@ -213,7 +222,7 @@ def solve_decomposed(
     survive a fork), one solver thread each.
     """
     t0 = time.perf_counter()
-    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel}
+    kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit}
     # CBC: one thread per worker process. HiGHS keeps its default: its thread count is fixed
     # once its scheduler has started in a process, and a single job runs in this one
     job_kw = {**kw, "threads": 1} if workers > 1 and solver == "cbc" else kw
@@ -237,7 +246,7 @@ def solve_decomposed(
                if cache is not None and k in cache and cache[k][0] is states[c]}
         todo = [c for c in free if c not in out]
         jobs = [(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price,
-                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s)
+                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
                 for c in todo]
         for c, res in zip(todo, pmap(_price_job, jobs, workers, start="spawn")):
             if isinstance(res, Infeasible) and c in floors and c in known:
@@ -265,7 +274,7 @@ def solve_decomposed(
             calls += 1
     if m.scored:  # best-score columns keep the master feasible whenever anything is
         jobs = [(inputs[c], states[c], planning, city_mode, (1.0, BIG_LAMBDA, 0.0), shortfall_price,
-                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s)
+                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
                 for c in free]
         for c, res in zip(free, pmap(_price_job, jobs, workers, start="spawn")):
             if isinstance(res, Infeasible) and c in floors and c in known:

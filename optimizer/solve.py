@@ -3,7 +3,9 @@
 The only module that speaks PuLP's camelCase (``timeLimit``, ``gapRel``, ``msg``). Two
 solvers: ``"cbc"`` (the CBC binary bundled with PuLP, run by ``COIN_CMD`` as a subprocess fed
 an MPS file) and ``"highs"``
-(HiGHS in-process through highspy). Every solve is checked: PuLP's ``LpStatus`` must be
+(HiGHS in-process through highspy). A MIP may stop early in two ways: ``node_limit`` (HiGHS: interrupted by a callback at the first
+incumbent after that many branch-and-bound nodes, a deterministic work limit, so a run's path does
+not depend on the machine's speed or load) and ``time_limit_s`` (wall clock, a guard). Every solve is checked: PuLP's ``LpStatus`` must be
 ``Optimal`` and its solution status ``LpSolutionOptimal`` (HiGHS reports a time-limited
 incumbent as ``Optimal`` with ``LpSolutionIntegerFeasible``; that is accepted only with
 ``accept_incumbent=True`` and flagged ``proven=False``). An infeasible problem raises
@@ -16,9 +18,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import highspy
 import pulp
 
 from optimizer.formulation import StaffingProblem
@@ -81,11 +85,27 @@ class Solved:
     integers: int
 
 
+def _stop_after(nodes: int) -> Callable[..., None]:
+    """HiGHS MIP interrupt callback: stop once ``nodes`` nodes are explored and an incumbent exists."""
+
+    def callback(kind: object, message: str, out: object, into: object, user_data: object) -> None:
+        if out.mip_node_count >= nodes and out.mip_primal_bound < highspy.kHighsInf:  # type: ignore[attr-defined]
+            into.user_interrupt = True  # type: ignore[attr-defined]
+
+    return callback
+
+
 def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: bool,
-            threads: int | None, mip: bool = True) -> pulp.LpSolver:
+            threads: int | None, mip: bool = True, node_limit: int | None = None) -> pulp.LpSolver:
     if name == "highs":
-        return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads)
-    if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated)
+        # PuLP maps HiGHS's kInterrupt to a feasible, unproven solution (its kSolutionLimit, which
+        # the node options mip_max_nodes / mip_max_leaves end with, it does not map at all)
+        stop = {"callbackTuple": (_stop_after(node_limit), None),
+                "callbacksToActivate": [highspy.cb.HighsCallbackType.kCallbackMipInterrupt]} \
+            if mip and node_limit is not None else {}
+        return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads, **stop)
+    if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated);
+        # node_limit is HiGHS's only: CBC stopped on nodes reports no solution through PuLP
         return pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, mip=mip, msg=msg, timeLimit=time_limit_s,
                              gapRel=gap_rel, threads=threads)
     raise ValueError(f"solver must be one of {SOLVERS}, got {name!r}")
@@ -127,6 +147,7 @@ def solve(
     solver: str = "highs",
     time_limit_s: float | None = 120.0,
     gap_rel: float | None = 1e-6,
+    node_limit: int | None = None,
     msg: bool = False,
     threads: int | None = None,
     accept_incumbent: bool = False,
@@ -140,6 +161,9 @@ def solve(
     solver : {"highs", "cbc"}
     time_limit_s : float or None
         Wall-clock limit handed to the solver.
+    node_limit : int or None
+        HiGHS: stop at the first incumbent once this many branch-and-bound nodes are explored
+        (with ``accept_incumbent``). Unlike the time limit it gives the same plan on any machine.
     gap_rel : float or None
         Relative MIP gap at which the solver may stop (``1e-6``: optimal in practice).
     accept_incumbent : bool
@@ -149,7 +173,8 @@ def solve(
     """
     prob = problem.prob
     t0 = time.perf_counter()
-    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax))
+    nodes = node_limit if accept_incumbent else None  # a stop short of a proof is only for who accepts it
+    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes))
     wall = time.perf_counter() - t0
     name = pulp.LpStatus[status]
     sol = prob.sol_status

@@ -104,6 +104,24 @@ def test_highs_and_cbc_agree_and_every_solve_is_checked(patterns):
     assert results["highs"][0] == pytest.approx(results["cbc"][0], rel=1e-9)
 
 
+def test_a_node_limit_stops_at_an_incumbent_the_same_way_every_time(patterns):
+    sc = patterns(tickets_per_day=900.0)
+    ci = city_inputs(sc, "Solo")
+
+    def run(**kw: object) -> tuple:
+        sp = build_problem({"Solo": ci}, {"Solo": CityState()}, sc.planning, coupled=False)
+        res = solve(sp, gap_rel=1e-9, **kw)
+        return res.proven, sp.prob.solverModel.getInfo().mip_node_count, res.objective, read_plan(sp)["Solo"]
+
+    proven, nodes, objective, plan = run()
+    assert proven and nodes > 1  # this programme branches
+    stopped = run(node_limit=1, accept_incumbent=True)
+    assert not stopped[0] and stopped[1] < nodes  # stopped early: an unproven incumbent
+    assert stopped[2] >= objective - 1e-6
+    assert run(node_limit=1, accept_incumbent=True) == stopped  # a limit of work, not of time: same answer
+    assert run(node_limit=1) == (proven, nodes, objective, plan)  # a stop short of a proof needs consent
+
+
 def test_an_infeasible_programme_raises_with_the_model_written(patterns, tmp_path):
     from optimizer.solve import Infeasible
 
