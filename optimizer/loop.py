@@ -181,6 +181,7 @@ class _Loop:
         self.nat_ratio = 1.0  # simulated over modelled national gain, in the national phase
         self.nat_bias = 0.0  # model over simulated national score at the simulated plans
         self.shift: dict[tuple[str, str], float] = {}  # (city, target) -> full horizon minus loop horizon
+        self.nat_shift = 0.0  # the same for the national score
         self.sim_s = 0.0  # seconds simulating (loop) and verifying
         self.verify_s = 0.0
 
@@ -227,7 +228,8 @@ class _Loop:
                 return None
             best[c] = min(ok, key=lambda v: v[1])
         rows = pd.concat([v[3] for v in best.values()], ignore_index=True)
-        nat, _ = national_check(rows, self.pl.targets, future=self.future, future_scale=self.future_scale)
+        nat, _ = national_check(rows, self.pl.targets, future=self.future, future_scale=self.future_scale,
+                                shift=self.nat_shift)
         if len(nat) and not bool(nat["ok"].all()):
             return None
         return {c: v[2] for c, v in best.items()}
@@ -271,7 +273,8 @@ class _Loop:
     def national_check(self) -> pd.DataFrame:
         rows = pd.concat(list(self.rep_rows.values()), ignore_index=True)
         table, self.national = national_check(rows, self.pl.targets, future=self.future,
-                                              future_scale=self.future_scale, pool=self._nat_pool())
+                                              future_scale=self.future_scale, pool=self._nat_pool(),
+                                              shift=self.nat_shift)
         return table
 
     def _nat_pool(self) -> dict | None:
@@ -431,7 +434,9 @@ def _learn_from_verification(L: _Loop, ver: Verification) -> str:
     A failing target whose verification mean is worse than the loop's mean for the same plan
     shows a difference of horizons, not noise: the loop simulates a week, folded, of the month
     (on March 2025 Taiyuan's chat share was 0.837 in the week and 0.804 in the month). That
-    difference is added to the target's simulated values from now on (``L.shift``). A failing
+    difference is added to the target's simulated values from now on (``L.shift``; the national
+    score's to its replications, ``L.nat_shift``, and the programme's national row asks for that
+    much more). A failing
     target the loop saw no better is noise the loop tuned its plan to: the fit streams get twice
     the replications. The loop goes on from today's plans (starting over from the programme
     would throw away the national phase's work), with the failing cities' corrections
@@ -439,14 +444,20 @@ def _learn_from_verification(L: _Loop, ver: Verification) -> str:
     """
     learnt, noise = [], False
     for r in ver.failing.itertuples():
-        fit = L.table.get(r.city)
-        fit = fit[fit["target"] == r.target] if fit is not None else None
-        d = float(r.mean - fit["mean"].iloc[0]) if fit is not None and len(fit) else 0.0
-        if d < 0.0 if r.sense == ">=" else d > 0.0:
+        if r.city == "national":
+            d = float(r.mean - L.national[0]) if L.national is not None else 0.0
+        else:
+            fit = L.table.get(r.city)
+            fit = fit[fit["target"] == r.target] if fit is not None else None
+            d = float(r.mean - fit["mean"].iloc[0]) if fit is not None and len(fit) else 0.0
+        if not (d < 0.0 if r.sense == ">=" else d > 0.0):
+            noise = True
+        elif r.city == "national":
+            L.nat_shift += d
+            learnt.append(f"national score {d:+.4g}")
+        else:
             L.shift[(r.city, r.target)] = L.shift.get((r.city, r.target), 0.0) + d
             learnt.append(f"{r.city}:{r.target} {d:+.4g}")
-        else:
-            noise = True
     if noise:
         L.n *= 2
     L.simulated_key.clear()
@@ -473,9 +484,9 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
         plans = solved.plans
         changed = [c for c in L.sc.cities if plans[c].key() != L.simulated_key.get(c)]
         if L.national_phase and not changed and solved.national is not None and _national_short(L) > 0 \
-                and solved.national - L.national[0] > L.nat_bias + 1e-6:
+                and solved.national - (L.national[0] - L.nat_shift) > L.nat_bias + 1e-6:
             # the model scores today's plans above the simulation (its volume weights differ): raise the row
-            L.nat_bias = solved.national - L.national[0]
+            L.nat_bias = solved.national - (L.national[0] - L.nat_shift)
             iterations.append(Iteration(k, solved.cost, solved.wall_s, 0.0, (), (), solved.bound,
                                         f"national row raised by {L.nat_bias:.2f} (model above simulation)"))
             continue
@@ -539,12 +550,13 @@ def _solve(L: _Loop, nat_off: float):
     If the frozen solve is infeasible (a training or budget cap shared with the frozen
     cities), every city is solved again with its passing plan as a floor.
     """
-    kw = {"solver": L.solver, "national_offset": nat_off, "cache": L.cache, **L.solve_kw}
+    # the model predicts the loop's week; the month scores nat_shift off it
+    kw = {"solver": L.solver, "national_offset": nat_off - L.nat_shift, "cache": L.cache, **L.solve_kw}
     known = L.frozen(every=True)
     if len(known) == len(L.sc.cities) and L.plans:  # every city passes (or is the repair's)
         floors = {c: cp for c, cp in known.items() if c not in L.owned}
         L.national_phase = True
-        kw["national_offset"] = nat_off + L.nat_bias  # the model's score at today's plans is sim + bias
+        kw["national_offset"] += L.nat_bias  # the model's score at today's plans is sim + bias
         if L.national is not None and L.pl.targets.national_score_min is not None and L.nat_ratio < 1.0:
             # the simulation gave nat_ratio of the gain the model promised: ask the model for more,
             # as far as the model can go (beyond that, the plain target is the last word)

@@ -182,10 +182,12 @@ def assess_cities(
 
 
 def national_check(city_rep: pd.DataFrame, targets: Targets, future: int | None = None,
-                   future_scale: float = 1.0, pool: dict | None = None) -> tuple[pd.DataFrame, tuple[float, float]]:
-    """The national score per replication (offered-weighted city scores) and its check."""
+                   future_scale: float = 1.0, pool: dict | None = None,
+                   shift: float = 0.0) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """The national score per replication (offered-weighted city scores) and its check
+    (``shift`` added to each replication's score: the loop's learnt horizon difference)."""
     g = city_rep.assign(w=city_rep["score"] * city_rep["offered"]).groupby("replication")
-    nat = (g["w"].sum() / g["offered"].sum()).to_numpy(float)
+    nat = (g["w"].sum() / g["offered"].sum()).to_numpy(float) + shift
     m, b = _bound(nat, targets.confidence, lower=True, future=future, scale=future_scale, pool=pool,
                   key=("national", "national_score"))
     rows = []

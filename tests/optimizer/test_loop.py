@@ -154,6 +154,15 @@ def test_a_failed_verification_teaches_the_loop_the_month_or_doubles_its_replica
     assert set(L.simulated_key) == {"North", "West"}  # the loop goes on from today's plans
     _learn_from_verification(L, verdict(again["mean"] + 0.01))  # no worse than the loop saw: noise
     assert L.n == 6 and L.shift == {("North", "channel_share:phone"): pytest.approx(-0.05)}
+    L.national_check()
+    week_nat = L.national[0]
+    nat = {"city": "national", "target": "national_score", "sense": ">=", "required": 74.0,
+           "mean": week_nat - 0.2, "bound": week_nat - 0.3, "n": 5, "ok": False}
+    _learn_from_verification(L, Verification(False, pd.DataFrame([nat]), pd.DataFrame(), pd.DataFrame(), None,
+                                             5, sc.seed, 0.0))
+    assert L.nat_shift == pytest.approx(-0.2) and L.n == 6  # the month's national score, learnt
+    L.national_check()
+    assert L.national[0] == pytest.approx(week_nat - 0.2)
 
 
 def test_a_plan_greedy_takes_gets_the_same_verdict_when_the_loop_simulates_it_again(national):
