@@ -61,7 +61,7 @@ def _price(ci: CityInputs, st: CityState, pl: Planning, mode: str, lagrange: tup
            price: float, kw: dict, limit: float = PRICING_LIMIT_S,
            nodes: int = PRICING_NODES) -> tuple[Column, float, float]:
     """Solve one city's pricing problem; return its column, objective and solver time."""
-    # a column need not be proven optimal to be useful: a time-limited incumbent is still a plan
+    # a column need not be proven optimal to be useful: an incumbent stopped early is still a plan
     kw = {**kw, "accept_incumbent": True}
     priced = lagrange[1] > 0.0 or lagrange[2] > 0.0 or lagrange[0] != 1.0
     if priced and kw.get("node_limit") is not None:  # work limits: the time limit stays a guard

@@ -115,7 +115,7 @@ class StaffingProblem:
     national: pulp.LpAffineExpression | None = None
     total_cost: pulp.LpAffineExpression | None = None
     weights: dict[str, float] = field(default_factory=dict)
-    proven: bool = True  # False when the solver stopped at its time limit with an incumbent
+    proven: bool = True  # False when the solver stopped at its node (or time) limit with an incumbent
 
 
 class _Builder:

@@ -518,7 +518,7 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
             L.failed.setdefault(c, set()).add(plans[c].key())
         fails = tuple(f"{r.city}:{r.target}" for r in bad.itertuples())
         iterations.append(Iteration(k, solved.cost, solved.wall_s, sim, tuple(changed), fails, solved.bound,
-                                    "" if solved.proven else "some city plans are time-limited incumbents"))
+                                    "" if solved.proven else "some city plans are unproven incumbents (node limit)"))
         nat = "" if L.national is None else f", national score {L.national[0]:.2f} (bound {L.national[1]:.2f})"
         say(f"iteration {k}: cost {solved.cost:,.0f}/month, {len(changed)} cities simulated, "
             f"{len(fails)} targets fail{nat}")
