@@ -2,15 +2,16 @@
 
 The only module that speaks PuLP's camelCase (``timeLimit``, ``gapRel``, ``msg``). Two
 solvers: ``"cbc"`` (the CBC binary bundled with PuLP, run by ``COIN_CMD`` as a subprocess fed
-an MPS file) and ``"highs"``
-(HiGHS in-process through highspy). A MIP may stop early in two ways: ``node_limit`` (HiGHS: interrupted by a callback at the first
-incumbent after that many branch-and-bound nodes, a deterministic work limit, so a run's path does
-not depend on the machine's speed or load) and ``time_limit_s`` (wall clock, a guard). Every solve is checked: PuLP's ``LpStatus`` must be
-``Optimal`` and its solution status ``LpSolutionOptimal`` (HiGHS reports a time-limited
-incumbent as ``Optimal`` with ``LpSolutionIntegerFeasible``; that is accepted only with
-``accept_incumbent=True`` and flagged ``proven=False``). An infeasible problem raises
-``Infeasible``; anything else raises ``SolverError``; both write the model as an ``.lp``
-file (path in the exception) for inspection.
+an MPS file) and ``"highs"`` (HiGHS in-process through highspy).
+
+A MIP may stop early in two ways: ``node_limit`` (HiGHS: interrupted by a callback at the first
+incumbent after that many branch-and-bound nodes; CBC: its ``maxNodes``), a limit of work, so a
+run's path does not depend on the machine's speed or load; and ``time_limit_s`` (wall clock, a
+guard). Every solve is checked: PuLP's ``LpStatus`` must be ``Optimal`` and its solution status
+``LpSolutionOptimal`` (a MIP stopped early with an incumbent reads ``Optimal`` with
+``LpSolutionIntegerFeasible``; that is accepted only with ``accept_incumbent=True`` and flagged
+``proven=False``). An infeasible problem raises ``Infeasible``; anything else raises
+``SolverError``; both write the model as an ``.lp`` file (path in the exception) for inspection.
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: b
             if mip and node_limit is not None else {}
         return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads, **stop)
     if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated);
-        # node_limit is HiGHS's only: CBC stopped on nodes reports no solution through PuLP
+        # "Stopped on nodes - objective value" reads as a feasible, unproven solution
         return pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, mip=mip, msg=msg, timeLimit=time_limit_s,
-                             gapRel=gap_rel, threads=threads)
+                             gapRel=gap_rel, threads=threads, maxNodes=node_limit if mip else None)
     raise ValueError(f"solver must be one of {SOLVERS}, got {name!r}")
 
 
@@ -162,8 +163,8 @@ def solve(
     time_limit_s : float or None
         Wall-clock limit handed to the solver.
     node_limit : int or None
-        HiGHS: stop at the first incumbent once this many branch-and-bound nodes are explored
-        (with ``accept_incumbent``). Unlike the time limit it gives the same plan on any machine.
+        Stop at the first incumbent once this many branch-and-bound nodes are explored (HiGHS;
+        CBC stops at the limit, with its incumbent), only with ``accept_incumbent``. Unlike the time limit it gives the same plan on any machine.
     gap_rel : float or None
         Relative MIP gap at which the solver may stop (``1e-6``: optimal in practice).
     accept_incumbent : bool

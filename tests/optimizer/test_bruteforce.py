@@ -120,6 +120,9 @@ def test_a_node_limit_stops_at_an_incumbent_the_same_way_every_time(patterns):
     assert stopped[2] >= objective - 1e-6
     assert run(node_limit=1, accept_incumbent=True) == stopped  # a limit of work, not of time: same answer
     assert run(node_limit=1) == (proven, nodes, objective, plan)  # a stop short of a proof needs consent
+    sp = build_problem({"Solo": ci}, {"Solo": CityState()}, sc.planning, coupled=False)
+    cbc = solve(sp, solver="cbc", gap_rel=1e-9, node_limit=1, accept_incumbent=True)  # CBC's maxNodes
+    assert not cbc.proven and cbc.objective >= objective - 1e-6
 
 
 def test_an_infeasible_programme_raises_with_the_model_written(patterns, tmp_path):
