@@ -95,7 +95,7 @@ def bench_scale(sizes: list[int], workers: int) -> None:
         sc = sc.model_copy(update={"planning": sc.planning.model_copy(update={"targets": SERVICE_ONLY})})
         t0 = time.perf_counter()
         try:
-            res = optimize(sc, workers=workers, max_iterations=1, verify=False, polish_s=0.0, repair=False)
+            res = optimize(sc, workers=workers, max_iterations=1, verify=False, polish_sims=0, repair=False)
         except Infeasible as exc:
             res = exc.best
         wall = time.perf_counter() - t0

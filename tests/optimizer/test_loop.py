@@ -18,7 +18,7 @@ REACHABLE = Targets(city_score_min=70.0, national_score_min=74.0)  # the prior s
 
 
 def test_loop_ends_with_a_plan_verified_on_fresh_streams(national):
-    res = optimize(national(targets=REACHABLE), polish_s=0.0)
+    res = optimize(national(targets=REACHABLE), polish_sims=0)
     assert res.status == "verified"
     assert res.verification is not None and res.verification.ok
     assert res.verification.table["ok"].all() and len(res.verification.table) == 10
@@ -58,8 +58,8 @@ def test_a_score_of_99_is_reported_with_the_best_reachable_score(national):
 
 @pytest.mark.slow
 def test_a_budget_buys_the_best_national_score_within_it(national):
-    small = optimize(national(targets=REACHABLE, budget_per_month=180_000.0), verify=False, polish_s=0.0)
-    large = optimize(national(targets=REACHABLE, budget_per_month=400_000.0), verify=False, polish_s=0.0)
+    small = optimize(national(targets=REACHABLE, budget_per_month=180_000.0), verify=False, polish_sims=0)
+    large = optimize(national(targets=REACHABLE, budget_per_month=400_000.0), verify=False, polish_sims=0)
     assert small.cost <= 180_000.0 + 1e-6 and large.cost <= 400_000.0 + 1e-6
     nat = lambda r: float(r.fit.query("target == 'national_score'")["mean"].iloc[0])
     assert nat(large) >= nat(small) - 0.5  # more money never buys a (clearly) worse national score
@@ -181,3 +181,19 @@ def test_a_plan_greedy_takes_gets_the_same_verdict_when_the_loop_simulates_it_ag
                               future=sc.replications, pool=pool).table
         took = res.fit[res.fit["city"] == city]
         assert again["bound"].to_numpy() == pytest.approx(took["bound"].to_numpy(), rel=1e-12)
+
+
+def test_the_descent_stops_after_its_budget_of_simulations_not_seconds(national):
+    from optimizer.loop import _Loop, _polish
+
+    sc = national(targets=REACHABLE)
+    L = _Loop(sc, solver="highs", loop_replications=3, seed=sc.seed, loop_horizon_days=2.0, solve_kw={},
+              log=lambda s: None, future=5)
+    plans = {"North": CityPlan("North", temporaries={"late": 3, "day": 2}), "West": CityPlan("West")}
+    L.simulate(plans, ["North", "West"], corrected=True)
+    L.plans = plans
+    assert L.sims == 2
+    _polish(L, 2, lambda s: None)
+    assert L.sims == 4  # two candidate reductions simulated, then the budget is spent
+    _polish(L, 0, lambda s: None)
+    assert L.sims == 4

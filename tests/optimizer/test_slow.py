@@ -31,7 +31,7 @@ def test_small_scenario_gets_a_verified_plan():
 def test_the_plan_costs_no_more_than_greedy_marginal_analysis(national):
     sc = national(targets=Targets(city_score_min=70.0, national_score_min=74.0))
     sc = sc.model_copy(update={"horizon_days": 7.0, "replications": 5})
-    mip = optimize(sc, loop_replications=4, polish_s=300.0)  # a budget the descent never reaches here
+    mip = optimize(sc, loop_replications=4, polish_sims=10_000)  # a budget the descent never reaches here
     heur = greedy(sc, replications=4)
     assert mip.status == "verified" and heur.status == "verified"
     # same simulator, streams and acceptance rule; without the exchange step the programme's plan
