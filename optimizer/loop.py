@@ -351,8 +351,8 @@ def optimize(
         City simulations for a simulation-checked descent from the loop's plan (one unit at a
         time, largest saving first, kept while every target holds on the fit streams); as many
         for the exchange that follows (greedy's simulations included), half for the polish
-        after it; 0: none. A count, not seconds, so the plan is the same on any machine (40
-        took about as long as the 45 s it replaces on March 2025).
+        after it; 0: none. A count, not seconds, so the plan is the same on any machine (on
+        March 2025, 40 took 30 s where the 45-s budget they replace was spent).
     repair : bool
         Repair the cities the programme leaves failing by greedy marginal analysis from its
         plan (``_repair``); False: the loop's plan as it is.
