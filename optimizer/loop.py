@@ -184,11 +184,16 @@ class _Loop:
         self.nat_shift = 0.0  # the same for the national score
         self.sim_s = 0.0  # seconds simulating (loop) and verifying
         self.sims = 0  # city simulations (one city, the loop's replications): the descent's budget
+        self.unrecorded: dict[tuple, tuple] = {}  # (city, plan key) -> frames of a candidate not pooled
         self.verify_s = 0.0
 
     # -- simulation -------------------------------------------------------------------------
-    def simulate(self, plans: Mapping[str, CityPlan], cities: list[str], corrected: bool) -> float:
-        """Simulate ``cities`` under ``plans`` (fit streams) and refresh their anchors."""
+    def simulate(self, plans: Mapping[str, CityPlan], cities: list[str], corrected: bool,
+                 record: bool = True) -> float:
+        """Simulate ``cities`` under ``plans`` (fit streams) and refresh their anchors.
+
+        ``record=False``: a candidate's look; its variances join the pool only if it is kept
+        (``commit``), so rejected candidates do not move the bounds of the plans after them."""
         from optimizer.plan import apply_plan
 
         if not cities:
@@ -203,8 +208,12 @@ class _Loop:
         per_channel = pd.concat([o[1] for o in out], ignore_index=True)
         a: Assessment = assess_cities(applied, per_city, per_channel, self.sat, self.pl.targets, cities,
                                       future=self.future, future_scale=self.future_scale,
-                                      pool=self.pool if corrected else None, shift=self.shift)
+                                      pool=self.pool if corrected else None, shift=self.shift, record=record)
         wall = time.perf_counter() - t0
+        if corrected and not record:
+            for c in cities:
+                self.unrecorded[(c, plans[c].key())] = (applied, per_city[per_city["city"] == c],
+                                                        per_channel[per_channel["city"] == c])
         for c in cities:
             self.points[c] = a.points[c]
             self.rep_rows[c] = a.city_rep[a.city_rep["city"] == c]
@@ -216,6 +225,13 @@ class _Loop:
                     self.rep_rows[c], self.table[c])
             self._refresh(c, plans[c], corrected)
         return wall
+
+    def commit(self, c: str, cp: CityPlan) -> None:
+        """A candidate kept: its variances join the pool (its verdict stands, ``verify._bound``)."""
+        frames = self.unrecorded.pop((c, cp.key()), None)
+        if frames is not None:
+            assess_cities(frames[0], frames[1], frames[2], self.sat, self.pl.targets, [c], future=self.future,
+                          future_scale=self.future_scale, pool=self.pool, shift=self.shift)
 
     def incumbent(self) -> dict[str, CityPlan] | None:
         """Each city's cheapest plan that passed in simulation, if together they pass nationally.
@@ -739,11 +755,12 @@ def _keep_if_passes(L: _Loop, c: str, cand: CityPlan) -> bool:
     current = L.plans[c]
     known = L.seen.get(c, {}).get(cand.key())
     if known is None:
-        L.sim_s += L.simulate({c: cand}, [c], corrected=True)
+        L.sim_s += L.simulate({c: cand}, [c], corrected=True, record=False)
         known = L.seen[c][cand.key()]
     if known[0]:
         L.use({**L.plans, c: cand})
         if bool(L.national_check()["ok"].all()):
+            L.commit(c, cand)
             return True
     L.use({**L.plans, c: current})
     return False
