@@ -197,3 +197,10 @@ def test_the_descent_stops_after_its_budget_of_simulations_not_seconds(national)
     assert L.sims == 4  # two candidate reductions simulated, then the budget is spent
     _polish(L, 0, lambda s: None)
     assert L.sims == 4
+    pooled = dict(L.pool)
+    cand = CityPlan("North", temporaries={"late": 2})
+    L.simulate({"North": cand}, ["North"], corrected=True, record=False)  # a candidate's look
+    assert L.pool == pooled
+    L.commit("North", cand)  # kept: its variances join the pool, one plan per target
+    grown = {k for k in L.pool if L.pool[k] != pooled.get(k)}
+    assert grown and all(k[0] == "North" for k in grown)
