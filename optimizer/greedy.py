@@ -30,7 +30,7 @@ from optimizer.inputs import PERMANENT, TEMPORARY, CityInputs, city_inputs
 from optimizer.loop import Iteration, PlanResult, fit_kpis, loop_scenario
 from optimizer.parallel import pmap
 from optimizer.plan import CityPlan, Plan, apply_plan, local_languages, plan_cost
-from optimizer.verify import assess_cities, national_check, verify_plan
+from optimizer.verify import add_to_pool, assess_cities, national_check, verify_plan
 from simulator.calibration import model_for
 from simulator.scenario import Scenario
 
@@ -61,7 +61,7 @@ class _Sim:
         self.sat = model_for(scenario)
         self.pool: dict = {} if pool is None else pool
         self.memo: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {} if memo is None else memo
-        self.raw: dict[tuple, tuple] = {}  # (city, plan key) -> applied scenario and KPI frames
+        self.pending: dict[tuple, dict] = {}  # (city, plan key) -> its variances, pooled once taken
         self.shift = shift
         self.calls = 0
         self.wall = 0.0
@@ -74,25 +74,21 @@ class _Sim:
         todo = list({(cp.city, cp.key()): cp for cp in cps if (cp.city, cp.key()) not in self.memo}.values())
         applied = [apply_plan(self.sc_loop, Plan.build(self.sc_loop, {cp.city: cp})) for cp in todo]
         kpis = pmap(fit_kpis, [(a, self.n, self.seed, [cp.city]) for a, cp in zip(applied, todo)], self.workers)
-        for cp, a, frames in zip(todo, applied, kpis):
-            self.raw[(cp.city, cp.key())] = (a, *frames)
-            self.memo[(cp.city, cp.key())] = self._assess(cp, record=False)
+        for cp, a, (per_city, per_channel) in zip(todo, applied, kpis):
+            pending = self.pending[(cp.city, cp.key())] = {}
+            res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
+                                future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift,
+                                pending=pending)
+            self.memo[(cp.city, cp.key())] = (res.table, res.city_rep)
         self.calls += len(todo)
         self.wall += time.perf_counter() - t0
         return [self.memo[(cp.city, cp.key())] for cp in cps]
 
     def commit(self, cp: CityPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
         """A plan taken: its variances join the pool (the verdict is the candidate's, ``_bound``)."""
-        if (cp.city, cp.key()) in self.raw:  # else it came with the memo: pooled by whoever simulated it
-            self.memo[(cp.city, cp.key())] = self._assess(cp, record=True)
+        # a plan that came with the memo was pooled by whoever simulated it
+        add_to_pool(self.pool, self.pending.pop((cp.city, cp.key()), {}))
         return self.memo[(cp.city, cp.key())]
-
-    def _assess(self, cp: CityPlan, record: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-        a, per_city, per_channel = self.raw[(cp.city, cp.key())]
-        res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
-                            future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift,
-                            record=record)
-        return res.table, res.city_rep
 
 
 def _add(table: dict, key: str, n: int = 1, cap: int | None = None) -> dict:

@@ -47,6 +47,7 @@ from optimizer.verify import (
     GROUPINGS,
     Assessment,
     Verification,
+    add_to_pool,
     assess_cities,
     national_check,
     verify_plan,
@@ -184,7 +185,7 @@ class _Loop:
         self.nat_shift = 0.0  # the same for the national score
         self.sim_s = 0.0  # seconds simulating (loop) and verifying
         self.sims = 0  # city simulations (one city, the loop's replications): the descent's budget
-        self.unrecorded: dict[tuple, tuple] = {}  # (city, plan key) -> frames of a candidate not pooled
+        self.pending: dict[tuple, dict] = {}  # (city, plan key) -> a candidate's variances, pooled once kept
         self.verify_s = 0.0
 
     # -- simulation -------------------------------------------------------------------------
@@ -200,6 +201,7 @@ class _Loop:
             return 0.0
         t0 = time.perf_counter()
         self.sims += len(cities)
+        pending: dict = {}
         plan = Plan.build(self.sc_loop, {c: plans[c] for c in cities})
         applied = apply_plan(self.sc_loop, plan)
         groups = [cities[i::self.workers] for i in range(min(self.workers, len(cities)))]
@@ -208,12 +210,11 @@ class _Loop:
         per_channel = pd.concat([o[1] for o in out], ignore_index=True)
         a: Assessment = assess_cities(applied, per_city, per_channel, self.sat, self.pl.targets, cities,
                                       future=self.future, future_scale=self.future_scale,
-                                      pool=self.pool if corrected else None, shift=self.shift, record=record)
+                                      pool=self.pool if corrected else None, shift=self.shift,
+                                      pending=None if record else pending)
         wall = time.perf_counter() - t0
-        if corrected and not record:
-            for c in cities:
-                self.unrecorded[(c, plans[c].key())] = (applied, per_city[per_city["city"] == c],
-                                                        per_channel[per_channel["city"] == c])
+        for c in ([] if record else cities):
+            self.pending[(c, plans[c].key())] = {k: v for k, v in pending.items() if k[0] == c}
         for c in cities:
             self.points[c] = a.points[c]
             self.rep_rows[c] = a.city_rep[a.city_rep["city"] == c]
@@ -228,10 +229,7 @@ class _Loop:
 
     def commit(self, c: str, cp: CityPlan) -> None:
         """A candidate kept: its variances join the pool (its verdict stands, ``verify._bound``)."""
-        frames = self.unrecorded.pop((c, cp.key()), None)
-        if frames is not None:
-            assess_cities(frames[0], frames[1], frames[2], self.sat, self.pl.targets, [c], future=self.future,
-                          future_scale=self.future_scale, pool=self.pool, shift=self.shift)
+        add_to_pool(self.pool, self.pending.pop((c, cp.key()), {}))
 
     def incumbent(self) -> dict[str, CityPlan] | None:
         """Each city's cheapest plan that passed in simulation, if together they pass nationally.

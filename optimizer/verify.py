@@ -38,7 +38,7 @@ from simulator.kpi import Replications, compute_kpis, replicate
 from simulator.satisfaction import SatisfactionModel, features
 from simulator.scenario import Scenario, Targets
 
-__all__ = ["GROUPINGS", "Verification", "assess", "coverage", "verify_plan", "verify_scenario"]
+__all__ = ["GROUPINGS", "Verification", "add_to_pool", "assess", "coverage", "verify_plan", "verify_scenario"]
 
 GROUPINGS = (("city",), ("city", "channel"))
 # replication variance is pooled over this many of the latest plans of a (city, target): a
@@ -64,7 +64,7 @@ def coverage(scenario: Scenario, city: str) -> dict[str, float]:
 
 def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = None,
            scale: float = 1.0, pool: dict | None = None, key: tuple | None = None,
-           record: bool = True) -> tuple[float, float]:
+           pending: dict | None = None) -> tuple[float, float]:
     """Mean and one-sided bound at ``level``.
 
     With ``future`` (replications of a later verification whose replications have standard
@@ -74,9 +74,10 @@ def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = N
     The prediction part uses at least ``FIT_LEVEL``: the loop keeps the cheapest plan that
     passes on its own streams, which flatters it (the winner's curse).
 
-    ``record=False`` reads the pool without adding this plan to it: a search's candidates are
-    judged against the plans it kept, so a kept plan's bound does not depend on which
-    candidates happened to be tried before it (judged again later, it gets the same verdict).
+    With ``pending`` the pool is read, and this plan's variance goes to ``pending[key]`` instead
+    (``add_to_pool`` once the plan is kept): a search's candidates are judged against the plans
+    it kept, so a kept plan's bound does not depend on which candidates were tried before it
+    (judged again later, it gets the same verdict).
     """
     x = values[np.isfinite(values)]
     if x.size == 0:
@@ -87,9 +88,11 @@ def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = N
     ss, df = float(((x - m) ** 2).sum()), x.size - 1
     if pool is not None:  # pooled with the plans simulated just before (nearby plans, similar spread)
         # a plan simulated again on the same streams repeats its numbers: not new evidence
-        recent = tuple(r for r in pool.get(key, ()) if r != (ss, df))[-(POOL_PLANS - 1):]
-        if record:
+        recent = _recent(pool, key, (ss, df))
+        if pending is None:
             pool[key] = (*recent, (ss, df))
+        else:
+            pending[key] = (ss, df)
         ss, df = ss + sum(r[0] for r in recent), df + sum(r[1] for r in recent)
     sd = float(np.sqrt(ss / df))
     if future is None or future < 2:
@@ -99,6 +102,18 @@ def _bound(values: np.ndarray, level: float, lower: bool, future: int | None = N
         half = float(stats.t.ppf(fit_level, df) * sd * np.sqrt(1.0 / x.size + scale**2 / future)
                      + stats.t.ppf(level, future - 1) * scale * sd / np.sqrt(future))
     return m, (m - half if lower else m + half)
+
+
+def _recent(pool: dict, key: tuple | None, entry: tuple[float, int]) -> tuple:
+    """The pool's latest plans to pool ``entry`` with: a plan simulated again on the same streams
+    repeats its numbers, so it is not counted twice."""
+    return tuple(r for r in pool.get(key, ()) if r != entry)[-(POOL_PLANS - 1):]
+
+
+def add_to_pool(pool: dict, pending: Mapping[tuple, tuple[float, int]]) -> None:
+    """A kept plan's variances (``pending`` from its look) join the pool."""
+    for key, entry in pending.items():
+        pool[key] = (*_recent(pool, key, entry), entry)
 
 
 @dataclass
@@ -130,7 +145,7 @@ def assess_cities(
     future_scale: float = 1.0,
     pool: dict | None = None,
     shift: Mapping[tuple[str, str], float] | None = None,
-    record: bool = True,
+    pending: dict | None = None,
 ) -> Assessment:
     """City-level checks (channels, response, score, coverage) from per-replication KPI frames.
 
@@ -138,7 +153,7 @@ def assess_cities(
     (whose replications vary ``future_scale`` times as much); ``pool`` pools the variance
     of each (city, target) with earlier calls; ``shift`` is added to a (city, target)'s
     values first (the loop's learnt difference between its short horizon and the full one);
-    ``record=False`` reads the pool without adding to it (a candidate's look, ``_bound``).
+    ``pending`` takes what would join the pool instead (a candidate's look, ``_bound``).
     """
     shift = shift or {}
     level = targets.confidence
@@ -153,7 +168,7 @@ def assess_cities(
         for name, g in ch.groupby("channel", observed=True):
             key = (city, f"channel_share:{name}")
             m, b = _bound(g["sl_offered"].to_numpy(float) + shift.get(key, 0.0), level, lower=True, future=future,
-                          scale=future_scale, pool=pool, key=key, record=record)
+                          scale=future_scale, pool=pool, key=key, pending=pending)
             sl_mean[str(name)], sl_bound[str(name)] = m, b
             if targets.channel_target_share is not None and np.isfinite(m):
                 rows.append((city, f"channel_share:{name}", ">=", targets.channel_target_share, m, b, len(g),
@@ -161,13 +176,13 @@ def assess_cities(
         r_mean, r_bound = _bound(pc["first_response_mean_s"].to_numpy(float)
                                  + shift.get((city, "mean_first_response"), 0.0), level, lower=False, future=future,
                                  scale=future_scale, pool=pool, key=(city, "mean_first_response"),
-                                 record=record)
+                                 pending=pending)
         if targets.mean_first_response_h is not None:
             lim = targets.mean_first_response_h * 3600.0
             rows.append((city, "mean_first_response", "<=", lim, r_mean, r_bound, len(pc), r_bound <= lim + 1e-9))
         s = rep.loc[rep["city"] == city, "score"].to_numpy(float) + shift.get((city, "city_score"), 0.0)
         s_mean, s_bound = _bound(s, level, lower=True, future=future, scale=future_scale, pool=pool,
-                                 key=(city, "city_score"), record=record)
+                                 key=(city, "city_score"), pending=pending)
         if targets.city_score_min is not None:
             rows.append((city, "city_score", ">=", targets.city_score_min, s_mean, s_bound, len(s),
                          s_bound >= targets.city_score_min - 1e-12))

@@ -107,7 +107,7 @@ def test_prediction_bounds_are_wider_than_plain_bounds_and_tighten_with_pooling(
     assert after[0] < pred  # its spread still counts next to it
     assert after[-1] == pytest.approx(pooled)  # and is forgotten once POOL_PLANS later plans are seen
     look = dict(pool)  # a candidate reads the pool without joining it, and a kept plan gets the same bound
-    assert _bound(x, 0.95, lower=True, future=10, pool=look, key=("c", "t"), record=False) == \
+    assert _bound(x, 0.95, lower=True, future=10, pool=look, key=("c", "t"), pending={}) == \
         _bound(x, 0.95, lower=True, future=10, pool=dict(pool), key=("c", "t")) and look == pool
     _, month = _bound(x, 0.95, lower=True, future=10, scale=0.5)
     assert month > pred  # a verification over a longer horizon varies less
