@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TARGET_S = 60.0

@@ -28,7 +28,7 @@ import pulp
 
 from optimizer.formulation import StaffingProblem
 
-__all__ = ["SOLVERS", "Infeasible", "Solved", "SolverError", "max_violation", "solve"]
+__all__ = ["SOLVERS", "Infeasible", "NoBetter", "Solved", "SolverError", "max_violation", "solve"]
 
 SOLVERS = ("highs", "cbc")
 
@@ -72,6 +72,10 @@ class Infeasible(Exception):
         return "\n".join(lines)
 
 
+class NoBetter(Infeasible):
+    """A solve with a ``cutoff`` found no solution better than it (or none at all)."""
+
+
 @dataclass(frozen=True)
 class Solved:
     """What one solve returned (values are read from the problem's variables)."""
@@ -97,13 +101,16 @@ def _stop_after(nodes: int) -> Callable[..., None]:
 
 
 def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: bool,
-            threads: int | None, mip: bool = True, node_limit: int | None = None) -> pulp.LpSolver:
+            threads: int | None, mip: bool = True, node_limit: int | None = None,
+            cutoff: float | None = None) -> pulp.LpSolver:
     if name == "highs":
         # PuLP maps HiGHS's kInterrupt to a feasible, unproven solution (its kSolutionLimit, which
         # the node options mip_max_nodes / mip_max_leaves end with, it does not map at all)
         stop = {"callbackTuple": (_stop_after(node_limit), None),
                 "callbacksToActivate": [highspy.cb.HighsCallbackType.kCallbackMipInterrupt]} \
             if mip and node_limit is not None else {}
+        if mip and cutoff is not None:  # HiGHS prunes every node whose bound is above it
+            stop["objective_bound"] = float(cutoff)
         return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads, **stop)
     if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated);
         # "Stopped on nodes - objective value" reads as a feasible, unproven solution
@@ -153,6 +160,7 @@ def solve(
     threads: int | None = None,
     accept_incumbent: bool = False,
     relax: bool = False,
+    cutoff: float | None = None,
     lp_dir: str | os.PathLike[str] | None = None,
 ) -> Solved:
     """Solve in place and check the status; raise ``Infeasible`` or ``SolverError`` otherwise.
@@ -171,14 +179,22 @@ def solve(
         Accept a feasible, not proven optimal, solution when the time limit stops the search.
     relax : bool
         Solve the LP relaxation (integrality dropped): a lower bound.
+    cutoff : float or None
+        A minimisation known to be worth finishing only below this objective (HiGHS MIP: its
+        ``objective_bound``, which prunes the nodes whose bound is above it; ignored by CBC):
+        raises ``NoBetter`` when nothing is found. It is no strict cutoff: HiGHS may still
+        return a solution above it, which the caller compares as usual.
     """
     prob = problem.prob
     t0 = time.perf_counter()
     nodes = node_limit if accept_incumbent else None  # a stop short of a proof is only for who accepts it
-    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes))
+    cutoff = cutoff if prob.sense == pulp.LpMinimize else None
+    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes, cutoff))
     wall = time.perf_counter() - t0
     name = pulp.LpStatus[status]
     sol = prob.sol_status
+    if name == "Infeasible" and cutoff is not None and solver == "highs" and not relax:
+        raise NoBetter(f"nothing below the cutoff {cutoff:.6g} ({solver})")
     if name == "Infeasible":
         raise Infeasible(f"the programme is infeasible ({solver})", lp_path=_write_lp(prob, lp_dir))
     proven = name == "Optimal" and sol == pulp.LpSolutionOptimal

@@ -125,6 +125,34 @@ def test_a_node_limit_stops_at_an_incumbent_the_same_way_every_time(patterns):
     assert not cbc.proven and cbc.objective >= objective - 1e-6
 
 
+def test_a_cutoff_ends_a_search_that_cannot_beat_it_and_keeps_one_that_can(patterns, tmp_path):
+    from optimizer.solve import NoBetter
+
+    sc = patterns(tickets_per_day=900.0)
+    ci = city_inputs(sc, "Solo")
+
+    def problem():
+        return build_problem({"Solo": ci}, {"Solo": CityState()}, sc.planning, coupled=False)
+
+    sp = problem()
+    optimum = solve(sp, gap_rel=1e-9).objective
+    plan = read_plan(sp)["Solo"]
+    with pytest.raises(NoBetter):  # far below the optimum: no plan, and no model file written
+        solve(problem(), gap_rel=1e-9, cutoff=0.5 * optimum, lp_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+    try:  # just below it HiGHS may still return the optimum (its bound is no strict cutoff), never less
+        assert solve(problem(), gap_rel=1e-9, cutoff=optimum - 1.0).objective >= optimum - 1e-6
+    except NoBetter:
+        pass
+    sp = problem()
+    above = solve(sp, gap_rel=1e-9, cutoff=optimum + 1.0)  # room below the cutoff: the same optimum
+    assert above.proven and above.objective == pytest.approx(optimum, rel=1e-9)
+    assert read_plan(sp)["Solo"] == plan
+    # the city's best option is the same with its later options cut off at the best so far
+    sp_city, _ = solve_city(ci, CityState(), sc.planning, gap_rel=1e-9)
+    assert float(sp_city.total_cost.value()) <= optimum + 1e-6
+
+
 def test_an_infeasible_programme_raises_with_the_model_written(patterns, tmp_path):
     from optimizer.solve import Infeasible
 
