@@ -2,15 +2,19 @@
 
 Simulations run in forked workers: they inherit the parent's modules and data. Solver jobs
 run in *spawned* workers (``start="spawn"``): HiGHS keeps a thread pool in the process that
-used it, and a forked copy of that pool deadlocks. With ``workers <= 1`` or one item,
-everything runs in this process. Results are in the order of the items, so the numbers do
-not depend on the number of workers.
+used it, and a forked copy of that pool deadlocks. A spawned worker starts a fresh
+interpreter and imports the packages (about 1.5 s), so spawned pools are kept and reused for
+the life of the process (the loop prices its cities some fifty times); forked ones are
+started per call (a few hundredths of a second) so that they see the data of the moment.
+With ``workers <= 1`` or one item, everything runs in this process. Results are in the order
+of the items, so the numbers do not depend on the number of workers.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Callable, Sequence
+from multiprocessing.pool import Pool
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -18,11 +22,23 @@ R = TypeVar("R")
 
 __all__ = ["pmap"]
 
+_KEPT: dict[int, Pool] = {}  # spawned pools by size, closed when the interpreter exits
+
 
 def pmap(fn: Callable[[T], R], items: Sequence[T], workers: int, start: str = "fork") -> list[R]:
     """``[fn(x) for x in items]``, on up to ``workers`` processes started by ``start``."""
     items = list(items)
     if workers <= 1 or len(items) <= 1 or start not in mp.get_all_start_methods():
         return [fn(x) for x in items]
+    if start == "spawn":
+        return _spawned(workers).map(fn, items, chunksize=1)
     with mp.get_context(start).Pool(min(workers, len(items))) as pool:
         return pool.map(fn, items, chunksize=1)
+
+
+def _spawned(workers: int) -> Pool:
+    """The kept pool of ``workers`` spawned processes (started on first use)."""
+    pool = _KEPT.get(workers)
+    if pool is None:
+        pool = _KEPT[workers] = mp.get_context("spawn").Pool(workers)
+    return pool
