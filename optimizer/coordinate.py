@@ -158,10 +158,9 @@ def solve_plan(
     if len(inputs) > monolithic_max:
         from optimizer.decompose import solve_decomposed
 
-        nodes = {} if pricing_nodes is None else {"pricing_nodes": pricing_nodes}
         return solve_decomposed(inputs, states, planning, national_offset=national_offset, soft=soft,
                                 shortfall_price=shortfall_price, cache=cache, workers=workers, frozen=frozen,
-                                reprice=reprice, floors=floors, **nodes, **kw)
+                                reprice=reprice, floors=floors, pricing_nodes=pricing_nodes, **kw)
     if len(inputs) == 1 and _mode(planning) == "cost":
         (city, ci), = inputs.items()
         sp, wall = solve_city(ci, states.get(city, CityState()), planning, mode="soft" if soft else "cost",

@@ -41,7 +41,7 @@ MAX_ROUNDS = 2  # pricing rounds; the integer master then chooses among the colu
 BIG_LAMBDA = 1e6  # yuan per national score point: the "best score" columns
 BUDGET_TIE = 1e-9  # budget mode: the cheaper of two equally good plans
 PRICING_LIMIT_S = 1.0  # time limit of a priced city problem (its incumbent is still a column)
-PRICING_NODES = 50  # node limit of a priced city problem, where the caller gives node limits
+PRICING_SHARE = 4  # a priced city problem gets a quarter of the node limit (where one is given)
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,13 @@ class Column:
 
 def _price(ci: CityInputs, st: CityState, pl: Planning, mode: str, lagrange: tuple[float, float, float],
            price: float, kw: dict, limit: float = PRICING_LIMIT_S,
-           nodes: int = PRICING_NODES) -> tuple[Column, float, float]:
+           nodes: int | None = None) -> tuple[Column, float, float]:
     """Solve one city's pricing problem; return its column, objective and solver time."""
     # a column need not be proven optimal to be useful: an incumbent stopped early is still a plan
     kw = {**kw, "accept_incumbent": True}
     priced = lagrange[1] > 0.0 or lagrange[2] > 0.0 or lagrange[0] != 1.0
     if priced and kw.get("node_limit") is not None:  # work limits: the time limit stays a guard
-        kw["node_limit"] = min(kw["node_limit"], nodes)
+        kw["node_limit"] = min(kw["node_limit"], nodes or max(1, kw["node_limit"] // PRICING_SHARE))
     elif priced:
         kw["time_limit_s"] = min(kw.get("time_limit_s") or limit, limit)
     sp, wall = solve_city(ci, st, pl, mode=mode, lagrange=lagrange, shortfall_price=price, **kw)
@@ -197,7 +197,7 @@ def solve_decomposed(
     rounds: int = MAX_ROUNDS,
     pricing_limit_s: float = PRICING_LIMIT_S,
     node_limit: int | None = None,
-    pricing_nodes: int = PRICING_NODES,
+    pricing_nodes: int | None = None,
 ) -> Coordinated:
     """Solve the programme city by city, coordinated by prices (see the module docstring).
 
@@ -205,8 +205,9 @@ def solve_decomposed(
     the defaults trade the last fraction of a percent of cost for minutes on 32 cities;
     enough rounds and time make the result the programme's optimum (the tests check it).
     ``node_limit`` (HiGHS, ``solve``) stops each MIP at its first incumbent after that many
-    nodes, ``pricing_nodes`` each priced one: limits of work, not time, so the plan is the same
-    on any machine (the loop's choice; the time limits then only guard).
+    nodes, ``pricing_nodes`` (default: a quarter of it) each priced one: limits of work, not
+    time, so the plan is the same on any machine (the loop's choice; the time limits then only
+    guard).
 
     ``frozen`` cities keep the given plan (one column, at its state's anchor: the loop freezes
     plans that passed in simulation); only the others are priced. With ``reprice`` they are

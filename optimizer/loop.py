@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.anchor import CityState, ModelKpis, SimPoint, fit_efficiency, make_anchor, make_state
-from optimizer.coordinate import evaluate_city, solve_plan
+from optimizer.coordinate import Coordinated, evaluate_city, solve_plan
 from optimizer.inputs import CityInputs, city_inputs
 from optimizer.parallel import pmap
 from optimizer.plan import CityPlan, Plan, plan_cost
@@ -178,7 +178,6 @@ class _Loop:
         self.seen: dict[str, dict] = {}  # city -> plan key -> (passed, cost, plan, rep rows, table)
         self._nat_key: tuple | None = None
         self.owned: set[str] = set()  # cities the repair planned: the programme leaves them to it
-        self.national_phase = False  # the last solve bought national score on top of passing plans
         self.nat_ratio = 1.0  # simulated over modelled national gain, in the national phase
         self.nat_bias = 0.0  # model over simulated national score at the simulated plans
         self.shift: dict[tuple[str, str], float] = {}  # (city, target) -> full horizon minus loop horizon
@@ -392,8 +391,7 @@ def optimize(
     say = log or (lambda s: None)
     root = scenario.seed if seed is None else seed
     n_verify = verify_replications or scenario.replications
-    solve_kw = {"time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit,
-                "pricing_nodes": None if node_limit is None else max(1, node_limit // 4)}
+    solve_kw = {"time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit}
     L = _Loop(scenario, solver=solver, loop_replications=loop_replications, seed=root,
               loop_horizon_days=loop_horizon_days, solve_kw={**solve_kw, "workers": workers}, log=say,
               future=n_verify if verify else None, workers=workers)
@@ -497,12 +495,12 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
     for k in range(k0 + 1, k0 + max_iterations + 1):
         nat_off = (L.national[0] - L.national[1]) if (k > 1 and L.national) else 0.0
         try:
-            solved = _solve(L, nat_off)
+            solved, national_phase = _solve(L, nat_off)
         except Infeasible as exc:
             raise _infeasible(L, nat_off, iterations, exc, t_start) from None
         plans = solved.plans
         changed = [c for c in L.sc.cities if plans[c].key() != L.simulated_key.get(c)]
-        if L.national_phase and not changed and solved.national is not None and _national_short(L) > 0 \
+        if national_phase and not changed and solved.national is not None and _national_short(L) > 0 \
                 and solved.national - (L.national[0] - L.nat_shift) > L.nat_bias + 1e-6:
             # the model scores today's plans above the simulation (its volume weights differ): raise the row
             L.nat_bias = solved.national - (L.national[0] - L.nat_shift)
@@ -528,7 +526,7 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
         L.sim_s += sim
         L.plans = dict(plans)
         table = L.assessment()
-        if L.national_phase and solved.national is not None and before is not None and L.national is not None:
+        if national_phase and solved.national is not None and before is not None and L.national is not None:
             promised, got = solved.national - L.nat_bias - before, L.national[0] - before
             if promised > 1e-6:  # the national row's correction (never above 1: model gains are not discounted)
                 L.nat_ratio = float(np.clip(got / promised, MIN_NAT_RATIO, 1.0))
@@ -555,9 +553,10 @@ def _iterate(L: _Loop, iterations: list[Iteration], max_iterations: int, t_start
     _finish(L, say)
 
 
-def _solve(L: _Loop, nat_off: float):
+def _solve(L: _Loop, nat_off: float) -> tuple[Coordinated, bool]:
     """The programme for the failing cities, the passing ones frozen; or, once every city
-    passes and only the national score falls short, national score bought on top of them.
+    passes and only the national score falls short, national score bought on top of them
+    (the *national phase*: the second value returned says which it was).
 
     While cities fail, the national score stays in the solve only if the unfrozen cities
     carry at least ``NATIONAL_SHARE`` of the volume: with fewer it would fall on the few
@@ -574,7 +573,6 @@ def _solve(L: _Loop, nat_off: float):
     known = L.frozen(every=True)
     if len(known) == len(L.sc.cities) and L.plans:  # every city passes (or is the repair's)
         floors = {c: cp for c, cp in known.items() if c not in L.owned}
-        L.national_phase = True
         kw["national_offset"] += L.nat_bias  # the model's score at today's plans is sim + bias
         if L.national is not None and L.pl.targets.national_score_min is not None and L.nat_ratio < 1.0:
             # the simulation gave nat_ratio of the gain the model promised: ask the model for more,
@@ -583,11 +581,10 @@ def _solve(L: _Loop, nat_off: float):
             scaled = kw["national_offset"] + short * (1.0 / L.nat_ratio - 1.0)
             try:
                 return solve_plan(L.inputs, L.states, L.pl, frozen=known, floors=floors,
-                                  **{**kw, "national_offset": scaled})
+                                  **{**kw, "national_offset": scaled}), True
             except Infeasible:
                 pass
-        return solve_plan(L.inputs, L.states, L.pl, frozen=known, floors=floors, **kw)
-    L.national_phase = False
+        return solve_plan(L.inputs, L.states, L.pl, frozen=known, floors=floors, **kw), True
     if known:  # the passing cities and the repair's, as L.frozen() gives them while some city fails
         pl = L.pl
         volume = {c: city.tickets_per_day for c, city in L.sc.cities.items()}
@@ -595,11 +592,11 @@ def _solve(L: _Loop, nat_off: float):
         if pl.budget_per_month is None and free < NATIONAL_SHARE:
             pl = pl.model_copy(update={"targets": pl.targets.model_copy(update={"national_score_min": None})})
         try:
-            return solve_plan(L.inputs, L.states, pl, frozen=known, **kw)
+            return solve_plan(L.inputs, L.states, pl, frozen=known, **kw), False
         except Infeasible as exc:
             L.log(f"the failing cities' programme is infeasible with the others frozen ({exc}): "
                   "every city is solved again on floors")
-    return solve_plan(L.inputs, L.states, L.pl, frozen=known, reprice=True, floors=known, **kw)
+    return solve_plan(L.inputs, L.states, L.pl, frozen=known, reprice=True, floors=known, **kw), False
 
 
 def _national_short(L: _Loop) -> float:
