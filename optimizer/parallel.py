@@ -12,6 +12,7 @@ of the items, so the numbers do not depend on the number of workers.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from multiprocessing.pool import Pool
@@ -22,7 +23,7 @@ R = TypeVar("R")
 
 __all__ = ["pmap"]
 
-_KEPT: dict[int, Pool] = {}  # spawned pools by size, closed when the interpreter exits
+_KEPT: dict[int, Pool] = {}  # spawned pools by size, closed when the interpreter exits (``_close``)
 
 
 def pmap(fn: Callable[[T], R], items: Sequence[T], workers: int, start: str = "fork") -> list[R]:
@@ -40,5 +41,15 @@ def _spawned(workers: int) -> Pool:
     """The kept pool of ``workers`` spawned processes (started on first use)."""
     pool = _KEPT.get(workers)
     if pool is None:
+        if not _KEPT:
+            atexit.register(_close)
         pool = _KEPT[workers] = mp.get_context("spawn").Pool(workers)
     return pool
+
+
+def _close() -> None:
+    """Stop the kept pools (idle by then), so none is left to the garbage collector's warning."""
+    while _KEPT:
+        pool = _KEPT.popitem()[1]
+        pool.terminate()
+        pool.join()

@@ -1,0 +1,33 @@
+"""``pmap``: results in the order of the items; spawned pools kept, reused and closed at exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from optimizer.parallel import pmap
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_results_come_in_the_order_of_the_items_whatever_the_workers():
+    items = [-5, 3, -1, 4, -2]
+    assert pmap(abs, items, 1) == pmap(abs, items, 2) == [5, 3, 1, 4, 2]
+
+
+def test_a_spawned_pool_is_started_once_and_closed_quietly_at_exit():
+    code = textwrap.dedent("""
+        from optimizer.parallel import _KEPT, pmap
+        if __name__ == "__main__":
+            first = pmap(abs, [-1, -2, -3], 2, start="spawn")
+            pool = _KEPT[2]
+            second = pmap(abs, [-4, 5], 2, start="spawn")
+            print(first, second, _KEPT[2] is pool)
+    """)
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], check=False, cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1, 2, 3] [4, 5] True"
+    assert "ResourceWarning" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
