@@ -65,7 +65,7 @@ def _price(ci: CityInputs, st: CityState, pl: Planning, mode: str, lagrange: tup
     kw = {**kw, "accept_incumbent": True}
     priced = lagrange[1] > 0.0 or lagrange[2] > 0.0 or lagrange[0] != 1.0
     if priced and kw.get("node_limit") is not None:  # work limits: the time limit stays a guard
-        kw["node_limit"] = min(kw["node_limit"], nodes or max(1, kw["node_limit"] // PRICING_SHARE))
+        kw["node_limit"] = min(kw["node_limit"], nodes if nodes is not None else max(1, kw["node_limit"] // PRICING_SHARE))
     elif priced:
         kw["time_limit_s"] = min(kw.get("time_limit_s") or limit, limit)
     sp, wall = solve_city(ci, st, pl, mode=mode, lagrange=lagrange, shortfall_price=price, **kw)

@@ -212,8 +212,9 @@ class _Loop:
                                       pool=self.pool if corrected else None, shift=self.shift,
                                       pending=None if record else pending)
         wall = time.perf_counter() - t0
-        for c in ([] if record else cities):
-            self.pending[(c, plans[c].key())] = {k: v for k, v in pending.items() if k[0] == c}
+        if not record:
+            for c in cities:
+                self.pending[(c, plans[c].key())] = {k: v for k, v in pending.items() if k[0] == c}
         for c in cities:
             self.points[c] = a.points[c]
             self.rep_rows[c] = a.city_rep[a.city_rep["city"] == c]

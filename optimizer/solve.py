@@ -109,7 +109,7 @@ def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: b
         stop = {"callbackTuple": (_stop_after(node_limit), None),
                 "callbacksToActivate": [highspy.cb.HighsCallbackType.kCallbackMipInterrupt]} \
             if mip and node_limit is not None else {}
-        if mip and cutoff is not None:  # HiGHS prunes every node whose bound is above it
+        if cutoff is not None:  # HiGHS prunes every node whose bound is above it
             stop["objective_bound"] = float(cutoff)
         return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads, **stop)
     if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated);
@@ -188,12 +188,13 @@ def solve(
     prob = problem.prob
     t0 = time.perf_counter()
     nodes = node_limit if accept_incumbent else None  # a stop short of a proof is only for who accepts it
-    cutoff = cutoff if prob.sense == pulp.LpMinimize else None
+    # only HiGHS's MIP search takes a cutoff, and only a minimisation's reads the same way
+    cutoff = cutoff if prob.sense == pulp.LpMinimize and solver == "highs" and not relax else None
     status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes, cutoff))
     wall = time.perf_counter() - t0
     name = pulp.LpStatus[status]
     sol = prob.sol_status
-    if name == "Infeasible" and cutoff is not None and solver == "highs" and not relax:
+    if name == "Infeasible" and cutoff is not None:
         raise NoBetter(f"nothing below the cutoff {cutoff:.6g} ({solver})")
     if name == "Infeasible":
         raise Infeasible(f"the programme is infeasible ({solver})", lp_path=_write_lp(prob, lp_dir))
