@@ -249,7 +249,7 @@ def solve_decomposed(
         jobs = [(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price,
                  {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
                 for c in todo]
-        for c, res in zip(todo, pmap(_price_job, jobs, workers, start="spawn")):
+        for c, res in zip(todo, pmap(_price_job, jobs, workers)):
             if isinstance(res, Infeasible) and c in floors and c in known:
                 res = (replace(known[c], proven=False), known[c].cost)  # nothing to add: the floor plan itself
             if isinstance(res, Infeasible):
@@ -277,7 +277,7 @@ def solve_decomposed(
         jobs = [(inputs[c], states[c], planning, city_mode, (1.0, BIG_LAMBDA, 0.0), shortfall_price,
                  {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
                 for c in free]
-        for c, res in zip(free, pmap(_price_job, jobs, workers, start="spawn")):
+        for c, res in zip(free, pmap(_price_job, jobs, workers)):
             if isinstance(res, Infeasible) and c in floors and c in known:
                 continue
             if isinstance(res, Infeasible):

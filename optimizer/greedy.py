@@ -197,13 +197,17 @@ def greedy(
         last[c] = label
         steps.append(Iteration(len(steps) + 1, _total(scenario, plans), 0.0, 0.0, (c,), (), note=f"{c}: {label}{why}"))
 
+    def candidates(c: str) -> list[tuple[str, CityPlan]]:
+        moves = _moves(scenario, inputs[c], plans[c], trained_total(), batches[c])
+        if max_cost is not None:
+            room = max_cost - _total(scenario, plans) + plan_cost(scenario, plans[c])
+            moves = [(label, cand) for label, cand in moves if plan_cost(scenario, cand) <= room + 1e-6]
+        return moves
+
     def best_move(c: str, gain: Callable[[pd.DataFrame, pd.DataFrame], float]):
         base_cost = plan_cost(scenario, plans[c])
         best = None
-        moves = _moves(scenario, inputs[c], plans[c], trained_total(), batches[c])
-        if max_cost is not None:
-            room = max_cost - _total(scenario, plans) + base_cost
-            moves = [(label, cand) for label, cand in moves if plan_cost(scenario, cand) <= room + 1e-6]
+        moves = candidates(c)
         for (label, cand), (t, r) in zip(moves, sim.run_many([cand for _, cand in moves])):
             dc = max(plan_cost(scenario, cand) - base_cost, 1.0)
             g = gain(t, r)
@@ -214,6 +218,9 @@ def greedy(
     while len(steps) < max_steps:
         failing = [c for c in scenario.cities if deficit(tables[c]) > 1e-12]
         if failing:
+            if max_cost is None:  # every failing city's candidates in one batch for the workers: a city's
+                # verdicts do not depend on the others' actions (its own pooled variances only)
+                sim.run_many([cand for c in failing for _, cand in candidates(c)])
             moved = False
             for c in failing:
                 d0 = deficit(tables[c])
@@ -233,6 +240,8 @@ def greedy(
                                              future_scale=sim.scale, pool=dict(sim.pool))
         if nat_table.empty or bool(nat_table["ok"].all()):
             break
+        if max_cost is None:
+            sim.run_many([cand for c in scenario.cities for _, cand in candidates(c)])
         best = None
         for c in scenario.cities:
             def nat_gain(t, r, c=c, now=now):

@@ -203,10 +203,11 @@ class _Loop:
         pending: dict = {}
         plan = Plan.build(self.sc_loop, {c: plans[c] for c in cities})
         applied = apply_plan(self.sc_loop, plan)
-        groups = [cities[i::self.workers] for i in range(min(self.workers, len(cities)))]
-        out = pmap(fit_kpis, [(applied, self.n, self.seed, g) for g in groups], self.workers)
-        per_city = pd.concat([o[0] for o in out], ignore_index=True)
-        per_channel = pd.concat([o[1] for o in out], ignore_index=True)
+        # one job per city, the busiest first (the workers finish together); rows in the cities' order
+        jobs = sorted(cities, key=lambda c: -self.sc.cities[c].tickets_per_day)
+        done = dict(zip(jobs, pmap(fit_kpis, [(applied, self.n, self.seed, [c]) for c in jobs], self.workers)))
+        per_city = pd.concat([done[c][0] for c in cities], ignore_index=True)
+        per_channel = pd.concat([done[c][1] for c in cities], ignore_index=True)
         a: Assessment = assess_cities(applied, per_city, per_channel, self.sat, self.pl.targets, cities,
                                       future=self.future, future_scale=self.future_scale,
                                       pool=self.pool if corrected else None, shift=self.shift,
