@@ -39,7 +39,7 @@ import pandas as pd
 from optimizer.anchor import CityState, ModelKpis, SimPoint, fit_efficiency, make_anchor, make_state
 from optimizer.coordinate import Coordinated, evaluate_city, solve_plan
 from optimizer.inputs import CityInputs, city_inputs
-from optimizer.parallel import pmap
+from optimizer.parallel import pmap, split
 from optimizer.plan import CityPlan, Plan, plan_cost
 from optimizer.solve import Infeasible
 from optimizer.verify import (
@@ -49,6 +49,7 @@ from optimizer.verify import (
     Verification,
     add_to_pool,
     assess_cities,
+    in_run_order,
     national_check,
     verify_plan,
 )
@@ -203,11 +204,10 @@ class _Loop:
         pending: dict = {}
         plan = Plan.build(self.sc_loop, {c: plans[c] for c in cities})
         applied = apply_plan(self.sc_loop, plan)
-        # one job per city, the busiest first (the workers finish together); rows in the cities' order
-        jobs = sorted(cities, key=lambda c: -self.sc.cities[c].tickets_per_day)
-        done = dict(zip(jobs, pmap(fit_kpis, [(applied, self.n, self.seed, [c]) for c in jobs], self.workers)))
-        per_city = pd.concat([done[c][0] for c in cities], ignore_index=True)
-        per_channel = pd.concat([done[c][1] for c in cities], ignore_index=True)
+        groups = split(cities, lambda c: self.sc.cities[c].tickets_per_day, self.workers)
+        out = pmap(fit_kpis, [(applied, self.n, self.seed, g) for g in groups], self.workers)
+        per_city = in_run_order(pd.concat([o[0] for o in out]), applied)  # the same whatever the workers
+        per_channel = in_run_order(pd.concat([o[1] for o in out]), applied)
         a: Assessment = assess_cities(applied, per_city, per_channel, self.sat, self.pl.targets, cities,
                                       future=self.future, future_scale=self.future_scale,
                                       pool=self.pool if corrected else None, shift=self.shift,

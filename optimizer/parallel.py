@@ -22,7 +22,7 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["pmap"]
+__all__ = ["pmap", "split"]
 
 _KEPT: dict[int, Pool] = {}  # spawned pools by size, closed when the interpreter exits (``_close``)
 
@@ -36,6 +36,19 @@ def pmap(fn: Callable[[T], R], items: Sequence[T], workers: int, start: str = "s
         return _spawned(workers).map(fn, items, chunksize=1)
     with mp.get_context(start).Pool(min(workers, len(items))) as pool:
         return pool.map(fn, items, chunksize=1)
+
+
+def split(items: Sequence[T], weight: Callable[[T], float], parts: int) -> list[list[T]]:
+    """``items`` in up to ``parts`` groups of nearly equal total weight (heaviest first into the
+    lightest group), each group in the items' order: jobs that keep every worker busy to the end
+    without paying a job's fixed costs per item."""
+    groups: list[list[int]] = [[] for _ in range(max(1, min(parts, len(items))))]
+    load = [0.0] * len(groups)
+    for i in sorted(range(len(items)), key=lambda i: -weight(items[i])):
+        g = load.index(min(load))
+        groups[g].append(i)
+        load[g] += weight(items[i])
+    return [[items[i] for i in sorted(g)] for g in groups if g]
 
 
 def _spawned(workers: int) -> Pool:

@@ -204,3 +204,18 @@ def test_the_descent_stops_after_its_budget_of_simulations_not_seconds(national)
     L.commit("North", cand)  # kept: its variances join the pool, one plan per target
     grown = {k for k in L.pool if L.pool[k] != pooled.get(k)}
     assert grown and all(k[0] == "North" for k in grown)
+
+
+def test_the_loop_sees_the_same_numbers_on_one_worker_or_two(national):
+    from optimizer.loop import _Loop
+
+    sc = national(targets=REACHABLE)
+    plans = {"North": CityPlan("North", temporaries={"late": 3}), "West": CityPlan("West")}
+    seen = []
+    for workers in (1, 2):
+        L = _Loop(sc, solver="highs", loop_replications=3, seed=sc.seed, loop_horizon_days=2.0, solve_kw={},
+                  log=lambda s: None, future=5, workers=workers)
+        L.simulate(plans, ["West", "North"], corrected=True)
+        seen.append((pd.concat(L.table.values()), pd.concat(L.rep_rows.values()), L.national_check()))
+    for one, two in zip(*seen):
+        pd.testing.assert_frame_equal(one.reset_index(drop=True), two.reset_index(drop=True))

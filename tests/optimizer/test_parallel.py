@@ -7,7 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from optimizer.parallel import pmap
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optimizer.parallel import pmap, split
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,3 +34,14 @@ def test_a_spawned_pool_is_started_once_and_closed_quietly_at_exit():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[1, 2, 3] [4, 5] True"
     assert "ResourceWarning" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(0.1, 5000.0), min_size=1, max_size=40), st.integers(1, 6))
+def test_split_keeps_every_item_once_and_balances_the_groups(weights, parts):
+    items = list(range(len(weights)))
+    groups = split(items, lambda i: weights[i], parts)
+    assert sorted(i for g in groups for i in g) == items  # a partition
+    assert len(groups) == min(parts, len(items)) and all(g == sorted(g) for g in groups)
+    loads = [sum(weights[i] for i in g) for g in groups]
+    assert max(loads) - min(loads) <= max(weights) + 1e-9  # no group heavier than another by more than one item
