@@ -637,7 +637,8 @@ def _repair(L: _Loop, iterations: list[Iteration]) -> None:
     iterations.append(Iteration(len(iterations) + 1, sum(plan_cost(L.sc, cp) for cp in plans.values()), 0.0,
                                 time.perf_counter() - t0, tuple(changed), fails, None,
                                 f"repair: greedy marginal analysis in {', '.join(bad)} ({len(res.iterations)} actions)"))
-    L.log(f"repair of {', '.join(bad)} by greedy marginal analysis: {len(res.iterations)} actions, "
+    L.log(f"repair of {', '.join(bad)} by greedy marginal analysis: {len(res.iterations)} actions "
+          f"({int(res.timings['simulations'])} city simulations), "
           f"{len(fails)} targets fail")
 
 

@@ -2,13 +2,13 @@
 
 Work runs in *spawned* workers (``start="spawn"``), kept and reused for the life of the
 process: a spawned worker starts a fresh interpreter and imports the packages (about 1.5 s)
-once, where a forked pool per call cost about 0.12 s a call (measured on March 2025's
-repair steps of two one-city simulations: 3.2 s forked against 2.4 s kept, for six calls),
-and the loop makes hundreds of calls. Spawned, not forked: HiGHS keeps a thread pool in the
-process that used it, and a forked copy of that pool deadlocks. Everything a job needs
-travels in its item (a scenario, a seed), so a kept worker never sees stale data. With
-``workers <= 1`` or one item, everything runs in this process. Results are in the order of
-the items, so the numbers do not depend on the number of workers.
+once, where a forked pool per call cost about 0.12 s a call (six calls of two one-city March
+simulations: 3.2 s forked, 2.4 s kept), and the loop's repair makes one call per action.
+Spawned, not forked: HiGHS keeps a thread pool in the process that used it, and a forked
+copy of that pool deadlocks. Everything a job needs travels in its item (a scenario, a
+seed), so a kept worker never sees stale data. With ``workers <= 1`` or one item,
+everything runs in this process. Results are in the order of the items, so the numbers do
+not depend on the number of workers.
 """
 
 from __future__ import annotations
