@@ -1,6 +1,6 @@
 """Process-parallel map for work that is independent by city or by replication.
 
-Work runs in *spawned* workers (``start="spawn"``), kept and reused for the life of the
+Work runs in *spawned* workers, kept and reused for the life of the
 process: a spawned worker starts a fresh interpreter and imports the packages (about 1.5 s)
 once, where a forked pool per call cost about 0.12 s a call (six calls of two one-city March
 simulations: 3.2 s forked, 2.4 s kept), and the loop's repair makes one call per action.
@@ -27,15 +27,12 @@ __all__ = ["pmap", "split"]
 _KEPT: dict[int, Pool] = {}  # spawned pools by size, closed when the interpreter exits (``_close``)
 
 
-def pmap(fn: Callable[[T], R], items: Sequence[T], workers: int, start: str = "spawn") -> list[R]:
-    """``[fn(x) for x in items]``, on up to ``workers`` processes started by ``start``."""
+def pmap(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``[fn(x) for x in items]``, on the kept pool of ``workers`` spawned processes."""
     items = list(items)
-    if workers <= 1 or len(items) <= 1 or start not in mp.get_all_start_methods():
+    if workers <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
-    if start == "spawn":
-        return _spawned(workers).map(fn, items, chunksize=1)
-    with mp.get_context(start).Pool(min(workers, len(items))) as pool:
-        return pool.map(fn, items, chunksize=1)
+    return _spawned(workers).map(fn, items, chunksize=1)
 
 
 def split(items: Sequence[T], weight: Callable[[T], float], parts: int) -> list[list[T]]:

@@ -24,9 +24,9 @@ def test_a_spawned_pool_is_started_once_and_closed_quietly_at_exit():
     code = textwrap.dedent("""
         from optimizer.parallel import _KEPT, pmap
         if __name__ == "__main__":
-            first = pmap(abs, [-1, -2, -3], 2, start="spawn")
+            first = pmap(abs, [-1, -2, -3], 2)
             pool = _KEPT[2]
-            second = pmap(abs, [-4, 5], 2, start="spawn")
+            second = pmap(abs, [-4, 5], 2)
             print(first, second, _KEPT[2] is pool)
     """)
     out = subprocess.run([sys.executable, "-W", "always", "-c", code], check=False, cwd=ROOT, capture_output=True,
