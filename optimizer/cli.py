@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ import typer
 
 from optimizer.department import against_department
 from optimizer.loop import PlanResult, optimize
+from optimizer.parallel import pmap
 from optimizer.plan import apply_plan
 from optimizer.report import PlanReport, scenario_cost, write_report
 from optimizer.solve import Infeasible
@@ -43,7 +45,7 @@ def build_report(scenario: Scenario, result: PlanResult, replications: int, seed
     """Simulate before/after under CRN, check the department's plan, and assemble the report."""
     after = apply_plan(scenario, result.plan)
     _log(f"before/after: {replications} paired replications")
-    before_after = compare(scenario, after, replications, seed)
+    before_after = compare(scenario, after, replications, seed, map_fn=partial(pmap, workers=2))
     versus = None
     if department is not None:
         _log(f"department's plan '{department.name}': {replications} replications on the verification's streams")

@@ -8,6 +8,9 @@ summarised with a Student-t interval. A change is significant when its interval 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import pandas as pd
 
 from simulator.calibration import model_for
@@ -18,24 +21,56 @@ from simulator.scenario import Scenario
 SCORE_COLUMNS = ("response_speed", "resolution", "attitude", "follow_up", "overall")
 
 
-def per_replication(scenario: Scenario, replications: int, seed: int, progress: bool = False) -> pd.DataFrame:
+Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list]
+
+
+def _serial(fn: Callable[[Any], Any], items: Sequence[Any], progress: bool = False) -> list:
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="simulating", unit="rep")
+    return [fn(x) for x in items]
+
+
+def _replication(args: tuple[Scenario, int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """City and national KPIs of one replication (a job for a worker)."""
+    scenario, seed, rep = args
+    reps = replicate(scenario, rep + 1, seed=seed, groupings=(("city",), ()), start=rep)
+    return reps.kpis(("city",)), reps.kpis(())
+
+
+def per_replication(scenario: Scenario, replications: int, seed: int, progress: bool = False,
+                    map_fn: Mapper | None = None) -> pd.DataFrame:
     """KPIs and satisfaction scores per replication and city (national rows as ``ALL``)."""
-    reps = replicate(scenario, replications, seed=seed, groupings=(("city",), ()), progress=progress)
-    city = reps.kpis(("city",))
-    city["city"] = city["city"].astype(str)
-    nat = reps.kpis(()).drop(columns="all").assign(city="ALL")
-    kpis = pd.concat([city, nat], ignore_index=True)
-    scores = score_replications(reps.kpis(("city",)), model_for(scenario))
-    return kpis.merge(scores, on=["replication", "city"], how="left")
+    return per_replications([scenario], replications, seed, progress, map_fn)[0]
+
+
+def per_replications(scenarios: Sequence[Scenario], replications: int, seed: int, progress: bool = False,
+                     map_fn: Mapper | None = None) -> list[pd.DataFrame]:
+    """``per_replication`` of several scenarios; their replications are independent jobs for
+    ``map_fn`` (a process pool's map, say: the caller owns the workers; default one by one in
+    this process, with a progress bar if ``progress``)."""
+    jobs = [(sc, seed, r) for sc in scenarios for r in range(replications)]
+    out = map_fn(_replication, jobs) if map_fn is not None else _serial(_replication, jobs, progress)
+    frames = []
+    for i, sc in enumerate(scenarios):
+        mine = out[i * replications:(i + 1) * replications]
+        city = pd.concat([o[0] for o in mine], ignore_index=True)
+        city["city"] = city["city"].astype(str)
+        nat = pd.concat([o[1] for o in mine], ignore_index=True).drop(columns="all").assign(city="ALL")
+        kpis = pd.concat([city, nat], ignore_index=True)
+        scores = score_replications(pd.concat([o[0] for o in mine], ignore_index=True), model_for(sc))
+        frames.append(kpis.merge(scores, on=["replication", "city"], how="left"))
+    return frames
 
 
 def compare(
     base: Scenario, whatif: Scenario, replications: int, seed: int, level: float = 0.95,
-    progress: bool = False,
+    progress: bool = False, map_fn: Mapper | None = None,
 ) -> pd.DataFrame:
     """Per city and KPI: base mean, what-if mean, paired difference with its interval."""
-    a = per_replication(base, replications, seed, progress).set_index(["city", "replication"])
-    b = per_replication(whatif, replications, seed, progress).set_index(["city", "replication"])
+    a, b = (f.set_index(["city", "replication"])
+            for f in per_replications([base, whatif], replications, seed, progress, map_fn))
     common = a.index.intersection(b.index)
     cols = [c for c in a.columns if c in b.columns]
     diff = (b.loc[common, cols] - a.loc[common, cols]).reset_index()

@@ -211,13 +211,17 @@ def replicate(
     groupings: Iterable[Sequence[str]] = (("city",), ()),
     sink: Callable[[RunResult], None] | None = None,
     progress: bool = False,
+    start: int = 0,
 ) -> Replications:
-    """Run replications 0..n-1 and keep their KPIs; records go to ``sink`` and are dropped."""
+    """Run replications ``start``..n-1 and keep their KPIs; records go to ``sink`` and are dropped.
+
+    A replication's numbers do not depend on the others, so runs of 0..k-1 and k..n-1 together
+    give exactly the frames of one run of 0..n-1 (a search can look at a few first)."""
     n = scenario.replications if replications is None else replications
     root = scenario.seed if seed is None else seed
     reps = Replications(scenario, root, purpose)
     groupings = [tuple(g) for g in groupings]
-    it: Iterable[int] = range(n)
+    it: Iterable[int] = range(start, n)
     if progress:
         from tqdm import tqdm
 

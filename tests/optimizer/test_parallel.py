@@ -45,3 +45,20 @@ def test_split_keeps_every_item_once_and_balances_the_groups(weights, parts):
     assert len(groups) == min(parts, len(items)) and all(g == sorted(g) for g in groups)
     loads = [sum(weights[i] for i in g) for g in groups]
     assert max(loads) - min(loads) <= max(weights) + 1e-9  # no group heavier than another by more than one item
+
+
+def test_the_report_s_before_after_gives_the_same_table_on_the_workers():
+    from functools import partial
+
+    import pandas as pd
+
+    from simulator.compare import compare
+    from simulator.loader import load_scenario
+
+    small = ROOT / "scenarios" / "small.yaml"
+    base = load_scenario(small)
+    whatif = load_scenario(small, ["cities.Urumqi.agent_groups.uyghur_day.headcount=6"])
+    serial = compare(base, whatif, 3, 11)
+    pooled = compare(base, whatif, 3, 11, map_fn=partial(pmap, workers=2))
+    pd.testing.assert_frame_equal(serial, pooled, check_exact=True)
+    assert serial["n"].max() == 3 and serial["significant"].any()
