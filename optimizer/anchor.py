@@ -111,22 +111,22 @@ class CityState:
 LEVERS = ("late_share", "unresolved_share", "mismatch_share", "certification_mean", "occupancy")
 
 
-def _levered(kpis: pd.Series, lever: str, step: float, ratios: Mapping[str, float]) -> pd.Series:
-    """The KPI row with one lever moved by ``step`` (companions moved in proportion)."""
-    k = kpis.copy()
-    offered = max(float(k.get("offered", 0.0)), 1e-9)
+def _levered(kpis: pd.Series, lever: str, steps: np.ndarray, ratios: Mapping[str, float]) -> pd.DataFrame:
+    """One KPI row per step, with one lever moved by that step (companions moved in proportion)."""
+    k = pd.DataFrame(np.repeat(kpis.to_numpy(float)[None, :], len(steps), axis=0), columns=kpis.index)
+    offered = max(float(kpis.get("offered", 0.0)), 1e-9)
     if lever == "late_share":
-        k["late"] = k["late"] + step * offered
-        k["response_index"] = k["response_index"] + ratios["response_index"] * step
+        k["late"] = k["late"] + steps * offered
+        k["response_index"] = k["response_index"] + ratios["response_index"] * steps
     elif lever == "unresolved_share":
-        k["fcr"] = k["fcr"] - step
+        k["fcr"] = k["fcr"] - steps
         for name in ("repeat_rate", "recontact_rate"):
-            if name in k.index:
-                k[name] = k[name] + ratios[name] * step
+            if name in k.columns:
+                k[name] = k[name] + ratios[name] * steps
     elif lever == "mismatch_share":
-        k["could_not_understand"] = k["could_not_understand"] + step * offered
+        k["could_not_understand"] = k["could_not_understand"] + steps * offered
     else:
-        k[lever] = k[lever] + step
+        k[lever] = k[lever] + steps
     return k
 
 
@@ -177,15 +177,21 @@ def score_levers(model: SatisfactionModel, kpis: pd.Series, points: int = 13) ->
     for name in ("repeat_rate", "recontact_rate"):
         if name in k.index:
             ratios[name] = float(k[name]) / unres if unres > 1e-3 else 0.5
-    base = float(model.scores(k.to_frame().T)["overall"].iloc[0])
-    out = {}
+    grids = {}
     for lever in LEVERS:
         lo, hi = LEVER_RANGE[lever]
         grid = np.unique(np.concatenate([np.linspace(lo, hi, points), [v0[lever]],
                                          v0[lever] + np.array([-0.02, -0.01, 0.01, 0.02]) * (hi - lo)]))
-        grid = grid[(grid >= lo) & (grid <= hi)]
-        rows = pd.DataFrame([_levered(k, lever, g - v0[lever], ratios) for g in grid])
-        gain = model.scores(rows)["overall"].to_numpy(float) - base
+        grids[lever] = grid[(grid >= lo) & (grid <= hi)]
+    # one call of the model for every row (its scores are row by row): the anchor first
+    rows = pd.concat([k.to_frame().T] + [_levered(k, lv, g - v0[lv], ratios) for lv, g in grids.items()],
+                     ignore_index=True)
+    scores = model.scores(rows)["overall"].to_numpy(float)
+    base, at = float(scores[0]), 1
+    out = {}
+    for lever, grid in grids.items():
+        gain = scores[at:at + len(grid)] - base
+        at += len(grid)
         out[lever] = (v0[lever], _upper_hull(grid, np.nan_to_num(gain, nan=-100.0), lever))
     return base, out
 
