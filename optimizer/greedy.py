@@ -36,6 +36,8 @@ from simulator.scenario import Scenario
 
 __all__ = ["deficit", "greedy"]
 
+SCREEN = 2  # replications of a candidate's first look, with a shortlist (``greedy``)
+
 
 def deficit(table: pd.DataFrame) -> float:
     """Sum of the failing targets' shortfalls, each in units of its ``SCALE``."""
@@ -49,22 +51,66 @@ def deficit(table: pd.DataFrame) -> float:
 
 
 class _Sim:
-    """Simulate one city's plan on fit streams and check its targets (as the loop does)."""
+    """Simulate one city's plan on fit streams and check its targets (as the loop does).
+
+    With ``screen`` > 0, ``look`` gives a plan's targets on its first ``screen`` replications
+    only, a cheap first look to rank candidates by; a full simulation after it runs only the
+    remaining replications (a replication's numbers do not depend on the others, so the frames
+    are exactly those of one full run)."""
 
     def __init__(self, scenario: Scenario, n: int, seed: int, horizon_days: float | None, future: int | None,
                  pool: dict | None = None, workers: int = 1, memo: dict | None = None,
-                 shift: Mapping[tuple[str, str], float] | None = None):
+                 shift: Mapping[tuple[str, str], float] | None = None, screen: int = 0):
         self.sc = scenario
         self.sc_loop = loop_scenario(scenario, horizon_days)
-        self.n, self.seed, self.future, self.workers = n, seed, future, workers
+        self.n, self.seed, self.future, self.workers, self.screen = n, seed, future, workers, screen
         self.scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
         self.sat = model_for(scenario)
         self.pool: dict = {} if pool is None else pool
         self.memo: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {} if memo is None else memo
         self.pending: dict[tuple, dict] = {}  # (city, plan key) -> its variances, pooled once taken
+        self.frames: dict[tuple, tuple] = {}  # (city, plan key) -> (scenario, per city, per channel, replications)
+        self.looks: dict[tuple, pd.DataFrame] = {}  # (city, plan key) -> targets on the first replications
         self.shift = shift
-        self.calls = 0
+        self.calls = 0.0  # city simulations of ``n`` replications (a look counts screen / n)
         self.wall = 0.0
+
+    def _simulate(self, cps: list[CityPlan], n: int) -> None:
+        """Frames of replications 0..n-1 of each plan in ``self.frames``, the missing ones
+        simulated on ``workers`` processes."""
+        todo = list({(cp.city, cp.key()): cp for cp in cps
+                     if self.frames.get((cp.city, cp.key()), (0, 0, 0, 0))[3] < n}.values())
+        jobs = []
+        for cp in todo:
+            known = self.frames.get((cp.city, cp.key()))
+            a = known[0] if known else apply_plan(self.sc_loop, Plan.build(self.sc_loop, {cp.city: cp}))
+            jobs.append((a, n, self.seed, [cp.city], known[3] if known else 0))
+        for cp, job, (per_city, per_channel) in zip(todo, jobs, pmap(fit_kpis, jobs, self.workers)):
+            known = self.frames.get((cp.city, cp.key()))
+            if known:
+                per_city = pd.concat([known[1], per_city], ignore_index=True)
+                per_channel = pd.concat([known[2], per_channel], ignore_index=True)
+            self.frames[(cp.city, cp.key())] = (job[0], per_city, per_channel, n)
+            self.calls += (n - job[4]) / self.n
+
+    def _assess(self, cp: CityPlan, n: int, pending: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+        a, per_city, per_channel, _ = self.frames[(cp.city, cp.key())]
+        if n < self.n:
+            per_city, per_channel = per_city[per_city["replication"] < n], per_channel[per_channel["replication"] < n]
+        res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
+                            future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift,
+                            pending=pending)
+        return res.table, res.city_rep
+
+    def look(self, cps: list[CityPlan]) -> list[pd.DataFrame]:
+        """Each plan's target table on its first ``screen`` replications (the pool read only)."""
+        t0 = time.perf_counter()
+        self._simulate([cp for cp in cps if (cp.city, cp.key()) not in self.looks], self.screen)
+        for cp in cps:
+            if (cp.city, cp.key()) not in self.looks:
+                self.looks[(cp.city, cp.key())] = self._assess(cp, self.screen, {})[0]
+        self.wall += time.perf_counter() - t0
+        return [self.looks[(cp.city, cp.key())] for cp in cps]
 
     def run_many(self, cps: list[CityPlan]) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
         """Each plan's target table and per-replication rows, judged as a candidate (the pooled
@@ -72,15 +118,12 @@ class _Sim:
         ``workers`` processes."""
         t0 = time.perf_counter()
         todo = list({(cp.city, cp.key()): cp for cp in cps if (cp.city, cp.key()) not in self.memo}.values())
-        applied = [apply_plan(self.sc_loop, Plan.build(self.sc_loop, {cp.city: cp})) for cp in todo]
-        kpis = pmap(fit_kpis, [(a, self.n, self.seed, [cp.city]) for a, cp in zip(applied, todo)], self.workers)
-        for cp, a, (per_city, per_channel) in zip(todo, applied, kpis):
+        self._simulate(todo, self.n)
+        for cp in todo:
             pending = self.pending[(cp.city, cp.key())] = {}
-            res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
-                                future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift,
-                                pending=pending)
-            self.memo[(cp.city, cp.key())] = (res.table, res.city_rep)
-        self.calls += len(todo)
+            self.memo[(cp.city, cp.key())] = self._assess(cp, self.n, pending)
+            if not self.screen:  # no look will want its first replications (the yardstick's thousands)
+                del self.frames[(cp.city, cp.key())]
         self.wall += time.perf_counter() - t0
         return [self.memo[(cp.city, cp.key())] for cp in cps]
 
@@ -158,6 +201,7 @@ def greedy(
     max_cost: float | None = None,
     memo: dict | None = None,
     shift: Mapping[tuple[str, str], float] | None = None,
+    shortlist: int = 0,
 ) -> PlanResult:
     """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions.
 
@@ -168,12 +212,16 @@ def greedy(
     action, only that city's next actions are new (cities are independent under common random
     numbers), so a national round costs a few simulations. ``max_cost``: actions that would take
     the plan's monthly cost above it are not taken (the loop's exchange repairs within a saving).
-    ``shift``: added to targets' simulated values (``assess_cities``; the loop's learnt horizon bias)."""
+    ``shift``: added to targets' simulated values (``assess_cities``; the loop's learnt horizon bias).
+    ``shortlist`` > 0: a failing city simulates its candidates' first ``SCREEN`` replications, and
+    only the ``shortlist`` best of them (deficit reduction per yuan) in full; 0: every candidate
+    in full (the yardstick)."""
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     root = scenario.seed if seed is None else seed
     n_verify = verify_replications or scenario.replications
-    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers, memo, shift)  # bounds for the verification to come
+    sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers, memo, shift,  # bounds for
+               screen=min(SCREEN, replications - 1) if shortlist else 0)  # the verification to come
     inputs = {c: city_inputs(scenario, c) for c in scenario.cities}
     plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
                          triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}
@@ -204,10 +252,21 @@ def greedy(
             moves = [(label, cand) for label, cand in moves if plan_cost(scenario, cand) <= room + 1e-6]
         return moves
 
-    def best_move(c: str, gain: Callable[[pd.DataFrame, pd.DataFrame], float]):
+    def shortlisted(c: str, moves: list[tuple[str, CityPlan]]) -> list[tuple[str, CityPlan]]:
+        """A failing city's candidates worth a full simulation: the ``shortlist`` with the best
+        deficit reduction per yuan on their first look (all of them without a shortlist)."""
+        if not sim.screen or len(moves) <= shortlist:
+            return moves
+        base_cost = plan_cost(scenario, plans[c])
+        now, *looks = sim.look([plans[c]] + [cand for _, cand in moves])
+        ratio = [(deficit(now) - deficit(t)) / max(plan_cost(scenario, cand) - base_cost, 1.0)
+                 for (_, cand), t in zip(moves, looks)]
+        best = sorted(range(len(moves)), key=lambda i: -ratio[i])[:shortlist]
+        return [moves[i] for i in sorted(best)]
+
+    def best_move(c: str, moves: list[tuple[str, CityPlan]], gain: Callable[[pd.DataFrame, pd.DataFrame], float]):
         base_cost = plan_cost(scenario, plans[c])
         best = None
-        moves = candidates(c)
         for (label, cand), (t, r) in zip(moves, sim.run_many([cand for _, cand in moves])):
             dc = max(plan_cost(scenario, cand) - base_cost, 1.0)
             g = gain(t, r)
@@ -220,11 +279,13 @@ def greedy(
         if failing:
             if max_cost is None:  # every failing city's candidates in one batch for the workers: a city's
                 # verdicts do not depend on the others' actions (its own pooled variances only)
-                sim.run_many([cand for c in failing for _, cand in candidates(c)])
+                if sim.screen:
+                    sim.look([cp for c in failing for cp in [plans[c], *(cand for _, cand in candidates(c))]])
+                sim.run_many([cand for c in failing for _, cand in shortlisted(c, candidates(c))])
             moved = False
             for c in failing:
                 d0 = deficit(tables[c])
-                move = best_move(c, lambda t, r, d0=d0: d0 - deficit(t))
+                move = best_move(c, shortlisted(c, candidates(c)), lambda t, r, d0=d0: d0 - deficit(t))
                 if move is None:
                     continue
                 ratio, label, plans[c], _, _ = move
@@ -249,7 +310,7 @@ def greedy(
                     return -np.inf
                 rows = pd.concat([reps[k] for k in scenario.cities if k != c] + [r], ignore_index=True)
                 return float(national_check(rows, scenario.planning.targets)[1][0] - now)
-            move = best_move(c, nat_gain)
+            move = best_move(c, candidates(c), nat_gain)
             if move is not None and (best is None or move[0] > best[0][0]):
                 best = (move, c)
         if best is None or not best[0][0] > 0:  # no action raises the national score

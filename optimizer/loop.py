@@ -70,6 +70,7 @@ NATIONAL_SHARE = 0.5  # volume share the unfrozen cities need to carry the natio
 MIN_NAT_RATIO = 0.5
 NODE_LIMIT = 200  # branch-and-bound nodes of a city option's programme before its incumbent is taken
 EXCHANGE_STEPS = 6  # greedy actions an exchange may take to repair a city after dropping a seat
+SHORTLIST = 3  # candidates of a failing city the repair simulates in full after a first look at all
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,11 @@ class PlanResult:
 
 
 def fit_kpis(args: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit-stream KPI frames of some cities (a worker's share of a loop simulation)."""
-    scenario, n, seed, cities = args
-    reps = replicate(scenario, n, seed=seed, purpose="fit", cities=cities, groupings=GROUPINGS)
+    """Fit-stream KPI frames of some cities (a worker's share of a loop simulation): arguments
+    ``(scenario, n, seed, cities)``, or ``(..., start)`` for replications ``start``..n-1 only."""
+    scenario, n, seed, cities, *start = args
+    reps = replicate(scenario, n, seed=seed, purpose="fit", cities=cities, groupings=GROUPINGS,
+                     start=start[0] if start else 0)
     return reps.kpis(("city",)), reps.kpis(("city", "channel"))
 
 
@@ -184,7 +187,7 @@ class _Loop:
         self.shift: dict[tuple[str, str], float] = {}  # (city, target) -> full horizon minus loop horizon
         self.nat_shift = 0.0  # the same for the national score
         self.sim_s = 0.0  # seconds simulating (loop) and verifying
-        self.sims = 0  # city simulations (one city, the loop's replications): the descent's budget
+        self.sims = 0.0  # city simulations (one city, the loop's replications): the descent's budget
         self.pending: dict[tuple, dict] = {}  # (city, plan key) -> a candidate's variances, pooled once kept
         self.verify_s = 0.0
 
@@ -638,7 +641,7 @@ def _repair(L: _Loop, iterations: list[Iteration]) -> None:
                                 time.perf_counter() - t0, tuple(changed), fails, None,
                                 f"repair: greedy marginal analysis in {', '.join(bad)} ({len(res.iterations)} actions)"))
     L.log(f"repair of {', '.join(bad)} by greedy marginal analysis: {len(res.iterations)} actions "
-          f"({int(res.timings['simulations'])} city simulations), "
+          f"({res.timings['simulations']:.0f} city simulations), "
           f"{len(fails)} targets fail")
 
 
@@ -652,7 +655,7 @@ def _greedy_from(L: _Loop, start: dict[str, CityPlan], **kw: object) -> PlanResu
         "targets": sub.planning.targets.model_copy(update={"national_score_min": None})})})
     return greedy(sub, replications=L.n, seed=L.seed, loop_horizon_days=L.horizon_days, verify=False,
                   start=start, verify_replications=L.future, pool=L.pool, workers=L.workers, shift=L.shift,
-                  **kw)  # type: ignore[arg-type]
+                  shortlist=SHORTLIST, **kw)  # type: ignore[arg-type]
 
 
 def _removals(L: _Loop, c: str) -> list[CityPlan]:
@@ -713,7 +716,7 @@ def _exchange(L: _Loop, budget: int, say: Callable[[str], None]) -> int:
             return None  # seats only: the descent has tried the rest
         res = _greedy_from(L, {c: cand}, max_steps=EXCHANGE_STEPS, memo=memo,
                            max_cost=plan_cost(L.sc, current) - 1.0)
-        L.sims += int(res.timings["simulations"])  # greedy's candidates count against the budget
+        L.sims += res.timings["simulations"]  # greedy's candidates count against the budget
         new = res.plan.cities[c]
         cheaper = plan_cost(L.sc, new) < plan_cost(L.sc, current) - 1e-6
         return new if bool(res.fit["ok"].all()) and cheaper else None

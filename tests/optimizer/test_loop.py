@@ -183,6 +183,32 @@ def test_a_plan_greedy_takes_gets_the_same_verdict_when_the_loop_simulates_it_ag
         assert again["bound"].to_numpy() == pytest.approx(took["bound"].to_numpy(), rel=1e-12)
 
 
+def test_a_first_look_and_the_rest_of_the_replications_give_one_run_s_frames(national):
+    from optimizer.loop import fit_kpis
+
+    sc = national(targets=REACHABLE).model_copy(update={"horizon_days": 2.0})
+    whole = fit_kpis((sc, 4, sc.seed, ["West"]))
+    first, rest = fit_kpis((sc, 2, sc.seed, ["West"])), fit_kpis((sc, 4, sc.seed, ["West"], 2))
+    for w, f, r in zip(whole, first, rest):
+        assert set(r["replication"]) == {2, 3}
+        pd.testing.assert_frame_equal(w, pd.concat([f, r], ignore_index=True), check_exact=True)
+
+
+@pytest.mark.slow
+def test_a_shortlisted_greedy_meets_the_targets_with_fewer_simulations(national):
+    from optimizer.greedy import greedy
+
+    sc = national(targets=Targets(city_score_min=70.0, national_score_min=None)).model_copy(
+        update={"horizon_days": 3.0})
+    full = greedy(sc, replications=4, loop_horizon_days=None, verify=False)
+    short = greedy(sc, replications=4, loop_horizon_days=None, verify=False, shortlist=3)
+    assert bool(full.fit["ok"].all()) and bool(short.fit["ok"].all())
+    # a look runs two of the four replications: a round of ten candidates costs 5.5 city simulations
+    # (looks at them and at the plan) + 1.5 (the rest of three), against 10
+    assert short.timings["simulations"] < 0.9 * full.timings["simulations"]
+    assert short.cost <= 1.1 * full.cost
+
+
 def test_the_descent_stops_after_its_budget_of_simulations_not_seconds(national):
     from optimizer.loop import _Loop, _polish
 
