@@ -29,6 +29,7 @@ records each pass: cost, solver and simulator time, failing targets.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ from optimizer.anchor import CityState, ModelKpis, SimPoint, fit_efficiency, mak
 from optimizer.coordinate import Coordinated, evaluate_city, solve_plan
 from optimizer.inputs import CityInputs, city_inputs
 from optimizer.parallel import pmap, split
-from optimizer.plan import CityPlan, Plan, plan_cost
+from optimizer.plan import CityPlan, Plan, apply_plan, plan_cost
 from optimizer.solve import Infeasible
 from optimizer.verify import (
     COLUMNS,
@@ -189,6 +190,7 @@ class _Loop:
         self.sim_s = 0.0  # seconds simulating (loop) and verifying
         self.sims = 0.0  # city simulations (one city, the loop's replications): the descent's budget
         self.pending: dict[tuple, dict] = {}  # (city, plan key) -> a candidate's variances, pooled once kept
+        self.ahead: dict[tuple, tuple] = {}  # (city, plan key) -> frames simulated ahead (``look_ahead``)
         self.verify_s = 0.0
 
     # -- simulation -------------------------------------------------------------------------
@@ -198,19 +200,16 @@ class _Loop:
 
         ``record=False``: a candidate's look; its variances join the pool only if it is kept
         (``commit``), so rejected candidates do not move the bounds of the plans after them."""
-        from optimizer.plan import apply_plan
-
         if not cities:
             return 0.0
         t0 = time.perf_counter()
         self.sims += len(cities)
         pending: dict = {}
-        plan = Plan.build(self.sc_loop, {c: plans[c] for c in cities})
-        applied = apply_plan(self.sc_loop, plan)
-        groups = split(cities, lambda c: self.sc.cities[c].tickets_per_day, self.workers)
-        out = pmap(fit_kpis, [(applied, self.n, self.seed, g) for g in groups], self.workers)
-        per_city = in_run_order(pd.concat([o[0] for o in out]), applied)  # the same whatever the workers
-        per_channel = in_run_order(pd.concat([o[1] for o in out]), applied)
+        ahead = self.ahead.pop((cities[0], plans[cities[0]].key()), None) if len(cities) == 1 else None
+        if ahead is not None:
+            applied, per_city, per_channel = ahead
+        else:
+            applied, per_city, per_channel = self._frames({c: plans[c] for c in cities}, cities)
         a: Assessment = assess_cities(applied, per_city, per_channel, self.sat, self.pl.targets, cities,
                                       future=self.future, future_scale=self.future_scale,
                                       pool=self.pool if corrected else None, shift=self.shift,
@@ -230,6 +229,30 @@ class _Loop:
                     self.rep_rows[c], self.table[c])
             self._refresh(c, plans[c], corrected)
         return wall
+
+    def _frames(self, plans: Mapping[str, CityPlan], cities: list[str]) -> tuple[Scenario, pd.DataFrame, pd.DataFrame]:
+        """The scenario under ``plans`` and its fit-stream KPI frames of ``cities`` (on the workers)."""
+        applied = apply_plan(self.sc_loop, Plan.build(self.sc_loop, dict(plans)))
+        groups = split(cities, lambda c: self.sc.cities[c].tickets_per_day, self.workers)
+        out = pmap(fit_kpis, [(applied, self.n, self.seed, g) for g in groups], self.workers)
+        # rows in one run's order, the same whatever the workers
+        return (applied, in_run_order(pd.concat([o[0] for o in out]), applied),
+                in_run_order(pd.concat([o[1] for o in out]), applied))
+
+    def look_ahead(self, c: str, cands: list[CityPlan]) -> float:
+        """Simulate candidate plans of city ``c`` side by side (one per worker) and keep their
+        frames until ``simulate`` asks for one of them: a search that tries candidates one by one
+        keeps every worker busy, and each candidate is judged when its turn comes, exactly as if
+        simulated then (common random numbers: a plan's frames do not depend on when it runs)."""
+        todo = [cp for cp in cands if cp.key() not in self.seen.get(c, {}) and (c, cp.key()) not in self.ahead]
+        if len(todo) < 2:
+            return 0.0  # nothing to run side by side: ``simulate`` runs it when asked
+        t0 = time.perf_counter()
+        applied = [apply_plan(self.sc_loop, Plan.build(self.sc_loop, {c: cp})) for cp in todo]
+        out = pmap(fit_kpis, [(a, self.n, self.seed, [c]) for a in applied], self.workers)
+        for cp, a, (per_city, per_channel) in zip(todo, applied, out):
+            self.ahead[(c, cp.key())] = (a, in_run_order(per_city, a), in_run_order(per_channel, a))
+        return time.perf_counter() - t0
 
     def commit(self, c: str, cp: CityPlan) -> None:
         """A candidate kept: its variances join the pool (its verdict stands, ``verify._bound``)."""
@@ -697,7 +720,7 @@ def _polish(L: _Loop, budget: int, say: Callable[[str], None]) -> int:
     simulated on the fit streams and kept if the city's targets and the national score still
     pass (the same criterion as the loop). Returns the number of reductions kept.
     """
-    return _descend(L, budget, say, "polish: {} reductions kept", lambda c, current, cand: cand)
+    return _descend(L, budget, say, "polish: {} reductions kept", lambda c, current, cand: cand, ahead=True)
 
 
 def _exchange(L: _Loop, budget: int, say: Callable[[str], None]) -> int:
@@ -725,11 +748,13 @@ def _exchange(L: _Loop, budget: int, say: Callable[[str], None]) -> int:
 
 
 def _descend(L: _Loop, budget: int, say: Callable[[str], None], done: str,
-             propose: Callable[[str, CityPlan, CityPlan], CityPlan | None]) -> int:
+             propose: Callable[[str, CityPlan, CityPlan], CityPlan | None], ahead: bool = False) -> int:
     """Local search shared by the polish and the exchange: cities most expensive first, each
     one-unit reduction turned by ``propose`` into a plan to try (or ``None``), the first that
     passes kept and the city searched again; stops once ``budget`` city simulations are spent
-    (a count, not seconds: the plan must not depend on the machine's speed)."""
+    (a count, not seconds: the plan must not depend on the machine's speed). ``ahead``: the
+    candidates are the plans tried (the polish); the next ones within the budget are simulated
+    side by side, one per worker (``look_ahead``: the same plan, in less time)."""
     start = L.sims
     kept = 0
     for c in sorted(L.plans, key=lambda x: -plan_cost(L.sc, L.plans[x])):
@@ -737,14 +762,19 @@ def _descend(L: _Loop, budget: int, say: Callable[[str], None], done: str,
         while improved and L.sims - start < budget:
             improved = False
             current = L.plans[c]
-            for cand in _removals(L, c):
+            cands = _removals(L, c)
+            for i, cand in enumerate(cands):
                 if L.sims - start >= budget:
                     break
+                if ahead:
+                    room = math.ceil(budget - (L.sims - start))
+                    L.sim_s += L.look_ahead(c, cands[i:i + min(L.workers, room)])
                 new = propose(c, current, cand)
                 if new is not None and _keep_if_passes(L, c, new):
                     kept += 1
                     improved = True
                     break
+    L.ahead.clear()  # frames of candidates never tried (the loop's replications may change)
     if kept:
         say(done.format(kept) + f", cost {sum(plan_cost(L.sc, cp) for cp in L.plans.values()):,.0f}/month")
     return kept

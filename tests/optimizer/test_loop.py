@@ -245,3 +245,26 @@ def test_the_loop_sees_the_same_numbers_on_one_worker_or_two(national):
         seen.append((pd.concat(L.table.values()), pd.concat(L.rep_rows.values()), L.national_check()))
     for one, two in zip(*seen):
         pd.testing.assert_frame_equal(one.reset_index(drop=True), two.reset_index(drop=True))
+
+
+def test_the_polish_looking_ahead_on_two_workers_keeps_what_one_worker_keeps(national):
+    from optimizer.loop import _Loop, _polish
+
+    sc = national(targets=REACHABLE)
+    plans = {"North": CityPlan("North", temporaries={"late": 8, "day": 8, "night": 2}), "West": CityPlan("West")}
+    out = []
+    for workers in (1, 2):
+        L = _Loop(sc, solver="highs", loop_replications=3, seed=sc.seed, loop_horizon_days=2.0, solve_kw={},
+                  log=lambda s: None, future=5, workers=workers)
+        L.simulate(plans, ["North", "West"], corrected=True)
+        L.plans = dict(plans)
+        runs, look = [], L.look_ahead
+        L.look_ahead = lambda c, cands, look=look, runs=runs: runs.append(look(c, cands)) or runs[-1]
+        kept = _polish(L, 8, lambda s: None)
+        out.append((kept, L.sims, {c: cp.key() for c, cp in L.plans.items()}, dict(L.pool), L.ahead,
+                    sum(w > 0 for w in runs)))
+    (kept1, sims1, plans1, pool1, _, ran1), (kept2, sims2, plans2, pool2, ahead2, ran2) = out
+    assert ran1 == 0 and ran2 >= 2  # on two workers, pairs of candidates were simulated side by side
+    assert kept1 >= 1 and plans1["North"] != plans["North"].key()  # the descent dropped seats
+    assert (kept2, sims2, plans2) == (kept1, sims1, plans1) and sims1 == 10  # the budget counts the plans tried
+    assert pool2 == pool1 and not ahead2  # the same verdicts; frames never tried are dropped
