@@ -45,9 +45,9 @@ class Router:
     # -- free agents ----------------------------------------------------------------------
     def take(self, agent: Agent, now: float) -> Job | None:
         """The next job for a free ``agent``: own tickets, then overflow, then follow-ups."""
+        head = self._head
         for q in self.queues:
-            t = self._head(q, now)
-            if t is not None:
+            if q and head(q, now) is not None:  # most class queues are empty: skip the call
                 return q.popleft()
         return self._take_foreign(agent, now)
 
@@ -139,11 +139,12 @@ class SkillsRouter(PriorityRouter):
         return ticket.lang >= 0 and self.wait_s > 0
 
     def take(self, agent: Agent, now: float) -> Job | None:
-        for cls, q in enumerate(self.queues):
-            best, best_q = self._head(q, now), q
-            for lang, lq in self.lang_queues[cls].items():
-                t = self._head(lq, now)
-                if t is None or (lang not in agent.languages and now - t.arrival_s < self.wait_s - EPS):
+        head, speaks, wait = self._head, agent.languages, self.wait_s - EPS
+        for q, by_lang in zip(self.queues, self.lang_queues):
+            best, best_q = (head(q, now) if q else None), q  # skip the call on empty queues
+            for lang, lq in by_lang.items():
+                t = head(lq, now) if lq else None
+                if t is None or (lang not in speaks and now - t.arrival_s < wait):
                     continue
                 if best is None or t.arrival_s < best.arrival_s:
                     best, best_q = t, lq
