@@ -29,6 +29,9 @@ class Router:
 
     def __init__(self, n_classes: int, on_abandon: Callable[[Ticket, float], None]) -> None:
         self.queues: list[deque[Ticket]] = [deque() for _ in range(max(1, n_classes))]
+        # bit c set: class c's queues may hold tickets; ``take`` clears it when they are empty,
+        # so it visits the few classes in use, in class order, instead of every class
+        self.live = 0
         self.inbox: deque[Ticket] = deque()  # tickets overflowed here from elsewhere
         self.follow_ups: deque[FollowUpTask] = deque()
         self.idle: deque[Agent] = deque()
@@ -41,14 +44,19 @@ class Router:
 
     def enqueue(self, ticket: Ticket) -> None:
         self.queues[ticket.cls].append(ticket)
+        self.live |= 1 << ticket.cls
 
     # -- free agents ----------------------------------------------------------------------
     def take(self, agent: Agent, now: float) -> Job | None:
         """The next job for a free ``agent``: own tickets, then overflow, then follow-ups."""
-        head = self._head
-        for q in self.queues:
-            if q and head(q, now) is not None:  # most class queues are empty: skip the call
+        head, queues, live = self._head, self.queues, self.live
+        while live:
+            bit = live & -live  # the lowest class left
+            live ^= bit
+            q = queues[bit.bit_length() - 1]
+            if head(q, now) is not None:
                 return q.popleft()
+            self.live &= ~bit
         return self._take_foreign(agent, now)
 
     def _take_foreign(self, agent: Agent, now: float) -> Job | None:
@@ -134,22 +142,34 @@ class SkillsRouter(PriorityRouter):
             self.queues[ticket.cls].append(ticket)
         else:
             self.lang_queues[ticket.cls].setdefault(ticket.lang, deque()).append(ticket)
+        self.live |= 1 << ticket.cls
 
     def needs_language_timer(self, ticket: Ticket) -> bool:
         return ticket.lang >= 0 and self.wait_s > 0
 
     def take(self, agent: Agent, now: float) -> Job | None:
         head, speaks, wait = self._head, agent.languages, self.wait_s - EPS
-        for q, by_lang in zip(self.queues, self.lang_queues):
+        live = self.live
+        while live:
+            bit = live & -live  # the lowest class left
+            live ^= bit
+            cls = bit.bit_length() - 1
+            q = self.queues[cls]
             best, best_q = (head(q, now) if q else None), q  # skip the call on empty queues
-            for lang, lq in by_lang.items():
+            empty = best is None
+            for lang, lq in self.lang_queues[cls].items():
                 t = head(lq, now) if lq else None
-                if t is None or (lang not in speaks and now - t.arrival_s < wait):
+                if t is None:
+                    continue
+                empty = False
+                if lang not in speaks and now - t.arrival_s < wait:
                     continue
                 if best is None or t.arrival_s < best.arrival_s:
                     best, best_q = t, lq
             if best is not None:
                 return best_q.popleft()
+            if empty:
+                self.live &= ~bit
         return self._take_foreign(agent, now)
 
     def add_idle(self, agent: Agent) -> None:
