@@ -116,6 +116,7 @@ class SkillsRouter(PriorityRouter):
         self.wait_s = wait_s
         self.lang_queues: list[dict[int, deque[Ticket]]] = [{} for _ in self.queues]
         self.idle_by_lang: dict[int, deque[Agent]] = {}
+        self.idle_plain: deque[Agent] = deque()  # the idle agents with no language, in idle order
 
     def choose_agent(self, ticket: Ticket, now: float) -> Agent | None:
         lang = ticket.lang
@@ -133,7 +134,7 @@ class SkillsRouter(PriorityRouter):
         """Any idle agent, preferring one with no language skill (keep speakers free)."""
         if not self.idle:
             return None
-        chosen = next((a for a in self.idle if not a.languages), self.idle[0])
+        chosen = self.idle_plain[0] if self.idle_plain else self.idle[0]
         self.remove_idle(chosen)
         return chosen
 
@@ -174,12 +175,16 @@ class SkillsRouter(PriorityRouter):
 
     def add_idle(self, agent: Agent) -> None:
         self.idle.append(agent)
+        if not agent.languages:
+            self.idle_plain.append(agent)
         for lang in agent.languages:
             self.idle_by_lang.setdefault(lang, deque()).append(agent)
 
     def remove_idle(self, agent: Agent) -> bool:
         if not super().remove_idle(agent):
             return False
+        if not agent.languages:
+            self.idle_plain.remove(agent)
         for lang in agent.languages:
             q = self.idle_by_lang.get(lang)
             if q is not None and agent in q:
