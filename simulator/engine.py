@@ -75,6 +75,11 @@ class Model:
         self.follows = [t.follow_up for t in sc.ticket_types.values()]
         res = sc.resolution
         self.mm_handle, self.mm_fcr = res.mismatch_handle_factor, res.mismatch_fcr_factor
+        # the secondary contacts' durations, one sampler each (by channel code for retries)
+        self.draw_outage_return = sampler(sc.outage_recontact_delay)
+        self.draw_retry = [sampler(ch.retry_delay) for ch in sc.channels.values()]
+        self.draw_recontact = sampler(res.recontact_delay)
+        self.draw_follow_up = sampler(sc.follow_up.handle)
         for name in nodes:
             self._add_node(name, root, purpose, rep)
 
@@ -147,7 +152,7 @@ class Model:
             self.rec.add(t, NAN, LOST, 0, -1)
             g = self.rng_again[node]
             if g.random() < self.sc.outage_recontact_probability:
-                self.again(t, OUTAGE_RETURN, t.arrival_s + draw(self.sc.outage_recontact_delay, g))
+                self.again(t, OUTAGE_RETURN, t.arrival_s + self.draw_outage_return(g))
             return
         t.cls = self.cls_tables[node][t.channel, t.ttype, t.tier]
         if day.deflected[i]:
@@ -222,8 +227,7 @@ class Model:
         self.rec.add(t, NAN, ABANDONED, 0, -1)
         if t.retry:
             g = self.rng_again[t.city]
-            ch = self.sc.channels[self.book.channels[t.channel]]
-            self.again(t, RETRY, t.deadline_s + draw(ch.retry_delay, g))
+            self.again(t, RETRY, t.deadline_s + self.draw_retry[t.channel](g))
 
     def again(self, t: Ticket, kind: int, when: float) -> None:
         """Schedule the same customer's next contact, with fresh draws from the recontact stream."""
@@ -267,9 +271,8 @@ class Model:
                 self._owe_follow_up(t.city, end)
         else:
             g = self.rng_again[t.city]
-            res = self.sc.resolution
-            if g.random() < res.recontact_probability:
-                self.again(t, RECONTACT, end + draw(res.recontact_delay, g))
+            if g.random() < self.sc.resolution.recontact_probability:
+                self.again(t, RECONTACT, end + self.draw_recontact(g))
         # a timeout can land one rounding step before its target time: never a negative wait
         self.rec.add(t, now if now > t.arrival_s else t.arrival_s, ANSWERED, flags, a.group)
         a.busy_s += _clip(now, end, self.warmup_s, self.horizon_s)
@@ -285,7 +288,7 @@ class Model:
         if g.random() >= self.follow_up_share[city]:
             self.fu_rows.append((city, created, created + fu.due_s, NAN))
             return
-        task = FollowUpTask(city, created, created + fu.due_s, draw(fu.handle, g))
+        task = FollowUpTask(city, created, created + fu.due_s, self.draw_follow_up(g))
         self.at(created, self.routers[city].follow_ups.append, task)
 
     def end_shift(self, a: Agent) -> None:
@@ -358,12 +361,17 @@ def _fire(ev: simpy.Event) -> None:
     fn(arg)
 
 
-def draw(d: Distribution, g: np.random.Generator) -> float:
-    """One draw of a duration (scalar path for the rarer secondary events)."""
+def sampler(d: Distribution) -> Callable[[np.random.Generator], float]:
+    """Draws of a duration from a generator (scalar path for the rarer secondary events).
+
+    The lognormal's parameters are worked out once, not per draw: the same numbers.
+    """
     if d.dist == "exponential":
-        return d.mean_s * g.standard_exponential()
+        mean_s = d.mean_s
+        return lambda g: mean_s * g.standard_exponential()
     s2 = math.log1p(d.cv**2)
-    return math.exp(math.log(d.mean_s) - s2 / 2 + math.sqrt(s2) * g.standard_normal())
+    mu, sigma = math.log(d.mean_s) - s2 / 2, math.sqrt(s2)
+    return lambda g: math.exp(mu + sigma * g.standard_normal())
 
 
 def _clip(s: float, e: float, lo: float, hi: float) -> float:
