@@ -63,6 +63,8 @@ class Model:
         self.streams: list[CityStreams | None] = [None] * n_all
         self.rng_again: list[np.random.Generator | None] = [None] * n_all
         self.overflow: list[tuple[float, list[int]] | None] = [None] * n_all
+        # [ticket type][channel]: the bot answers first, then escalates (None: no bot here)
+        self.escalate: list[list[list[bool]] | None] = [None] * n_all
         self.city_fcr = [sc.cities[n].fcr_factor if n in sc.cities else 1.0 for n in book.cities]
         self.follow_up_share = [
             sc.cities[n].follow_up_share if n in sc.cities else 0.0 for n in book.cities
@@ -98,7 +100,9 @@ class Model:
             return
         self.streams[i] = CityStreams(root, purpose, rep, name)
         self.rng_again[i] = self.streams[i].recontact  # the hot path skips __getattr__
-        self.demands[i] = CityDemand(sc, name, self.book.languages)
+        d = self.demands[i] = CityDemand(sc, name, self.book.languages)
+        if sc.chatbot.response_s > 0 and d.penetration > 0:
+            self.escalate[i] = d.bot_ok.tolist()
         self.classes_of_node(i, level)
         if routing.overflow is not None and level >= 3:
             targets = [self.book.cities.index(t) for t in routing.overflow.to]
@@ -158,9 +162,9 @@ class Model:
         if day.deflected[i]:
             self.rec.add(t, t.arrival_s + self.sc.chatbot.response_s, DEFLECTED, Recorder.RESOLVED, -1)
             return
-        d = self.demands[node]
-        bot_s = self.sc.chatbot.response_s
-        if bot_s > 0 and d.penetration > 0 and d.bot_ok[t.ttype, t.channel]:
+        escalate = self.escalate[node]
+        if escalate is not None and escalate[t.ttype][t.channel]:
+            bot_s = self.sc.chatbot.response_s
             t.deadline_s += bot_s  # escalated: joins the queue after the bot
             if t.arrival_s + bot_s >= self.horizon_s:
                 self.rec.add(t, NAN, UNSERVED, 0, -1)

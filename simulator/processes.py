@@ -23,6 +23,7 @@ ProcessGenerator = Generator[simpy.Event, object, None]
 
 def arrivals(env: simpy.Environment, model: Model, node: int) -> ProcessGenerator:
     """Bring one city's primary arrivals into the model at their sampled times."""
+    arrive = model.arrive
     for day in model.demands[node].days(model.streams[node]):
         times, settled = day.time_s, day.settled
         for i in range(len(times)):
@@ -31,7 +32,7 @@ def arrivals(env: simpy.Environment, model: Model, node: int) -> ProcessGenerato
                 delay = times[i] - env.now
                 if delay > 0:
                     yield env.timeout(delay)
-            model.arrive(node, day, i)
+            arrive(node, day, i)
 
 
 def agent(
