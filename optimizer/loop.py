@@ -71,7 +71,7 @@ NATIONAL_SHARE = 0.5  # volume share the unfrozen cities need to carry the natio
 MIN_NAT_RATIO = 0.5
 NODE_LIMIT = 200  # branch-and-bound nodes of a city option's programme before its incumbent is taken
 EXCHANGE_STEPS = 6  # greedy actions an exchange may take to repair a city after dropping a seat
-SHORTLIST = 3  # candidates of a failing city the repair simulates in full after a first look at all
+SHORTLIST = 4  # candidates of a failing city the repair simulates in full after a first look at all
 
 
 @dataclass(frozen=True)
