@@ -9,7 +9,7 @@ they overflow to, share one environment. Times in seconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,8 +186,9 @@ class Model:
             self.at(t.deadline_s, self.expire, t)
         if router.needs_language_timer(t):
             self.at(now + router.wait_s, self.release, t)  # type: ignore[attr-defined]
-        if self.overflow[t.city] is not None:
-            self.at(now + self.overflow[t.city][0], self.spill, t)
+        overflow = self.overflow[t.city]
+        if overflow is not None:
+            self.at(now + overflow[0], self.spill, t)
 
     def dispatch(self, a: Agent, t: Ticket) -> None:
         t.state = TAKEN
@@ -379,7 +380,9 @@ def sampler(d: Distribution) -> Callable[[np.random.Generator], float]:
 
 
 def _clip(s: float, e: float, lo: float, hi: float) -> float:
-    return max(0.0, min(e, hi) - max(s, lo))
+    """The length of [s, e] inside [lo, hi]; comparisons, not min/max calls (a hot path)."""
+    d = (e if e < hi else hi) - (s if s > lo else lo)  # noqa: FURB136
+    return d if d > 0.0 else 0.0  # noqa: FURB136
 
 
 def shift_intervals(shift: Shift, start_weekday: str, horizon_s: float) -> list[tuple[float, float]]:

@@ -40,6 +40,7 @@ def agent(
 ) -> ProcessGenerator:
     """Work each shift: take the next job, serve it, repeat; finish the job in hand at shift end."""
     router = model.routers[me.home]
+    take, serve = router.take, model.serve
     starts = [s for s, _ in shifts[1:]] + [float("inf")]
     for (start, end), next_start in zip(shifts, starts):
         if start > env.now:
@@ -47,15 +48,16 @@ def agent(
         me.on_shift = True
         model.at(end, model.end_shift, me)
         while me.on_shift:
-            job = router.take(me, env.now)
+            began = env.now
+            job = take(me, began)
             if job is None:
                 me.wake = env.event()
                 router.add_idle(me)
                 job = yield me.wake
                 if job is None:
                     break
-            began = env.now
-            handle = model.serve(me, job, began)
+                began = env.now
+            handle = serve(me, job, began)
             if began + handle > end:  # work past the shift end is overtime, staffed time too
                 model.add_overtime(me, max(began, end), min(began + handle, next_start))
             yield env.timeout(handle)
