@@ -33,8 +33,8 @@ from optimizer.inputs import horizon_hours, week_cover
 from optimizer.parallel import pmap, split
 from optimizer.plan import Plan, apply_plan, local_languages
 from simulator.calibration import city_means, model_for
-from simulator.engine import components, simulate
-from simulator.kpi import Replications, compute_kpis, replicate
+from simulator.engine import components
+from simulator.kpi import Replications, replicate
 from simulator.satisfaction import SatisfactionModel, features
 from simulator.scenario import Scenario, Targets
 
@@ -258,8 +258,8 @@ def in_run_order(f: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
 def _one(args: tuple) -> list[pd.DataFrame]:
     """One replication's KPI frames of some cities (runs in a worker process)."""
     scenario, root, purpose, rep, cities = args
-    run = simulate(scenario, seed=root, replication=rep, purpose=purpose, cities=cities)
-    return [compute_kpis(run, scenario, by).assign(replication=rep) for by in GROUPINGS]
+    reps = replicate(scenario, rep + 1, seed=root, purpose=purpose, cities=cities, groupings=GROUPINGS, start=rep)
+    return [reps.kpis(by) for by in GROUPINGS]
 
 
 def replicate_parallel(scenario: Scenario, n: int, seed: int, purpose: str, workers: int) -> Replications:
@@ -281,8 +281,7 @@ def replicate_parallel(scenario: Scenario, n: int, seed: int, purpose: str, work
     for k, by in enumerate(GROUPINGS):
         frames = []
         for r in range(n):
-            f = in_run_order(pd.concat([done[r, i][k] for i in range(len(groups))]), scenario)
-            frames.append(f[["replication"] + [c for c in f.columns if c != "replication"]])
+            frames.append(in_run_order(pd.concat([done[r, i][k] for i in range(len(groups))]), scenario))
         reps.frames[tuple(by)] = frames
     return reps
 

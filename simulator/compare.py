@@ -39,27 +39,21 @@ def _replication(args: tuple[Scenario, int, int]) -> tuple[pd.DataFrame, pd.Data
     return reps.kpis(("city",)), reps.kpis(())
 
 
-def per_replication(scenario: Scenario, replications: int, seed: int, progress: bool = False,
-                    map_fn: Mapper | None = None) -> pd.DataFrame:
-    """KPIs and satisfaction scores per replication and city (national rows as ``ALL``)."""
-    return per_replications([scenario], replications, seed, progress, map_fn)[0]
-
-
 def per_replications(scenarios: Sequence[Scenario], replications: int, seed: int, progress: bool = False,
                      map_fn: Mapper | None = None) -> list[pd.DataFrame]:
-    """``per_replication`` of several scenarios; their replications are independent jobs for
-    ``map_fn`` (a process pool's map, say: the caller owns the workers; default one by one in
-    this process, with a progress bar if ``progress``)."""
+    """Per scenario: KPIs and satisfaction scores per replication and city (national rows as
+    ``ALL``). The replications are independent jobs for ``map_fn`` (a process pool's map, say:
+    the caller owns the workers; default one by one in this process, with a progress bar if
+    ``progress``)."""
     jobs = [(sc, seed, r) for sc in scenarios for r in range(replications)]
     out = map_fn(_replication, jobs) if map_fn is not None else _serial(_replication, jobs, progress)
     frames = []
     for i, sc in enumerate(scenarios):
         mine = out[i * replications:(i + 1) * replications]
         city = pd.concat([o[0] for o in mine], ignore_index=True)
-        city["city"] = city["city"].astype(str)
+        scores = score_replications(city, model_for(sc))
         nat = pd.concat([o[1] for o in mine], ignore_index=True).drop(columns="all").assign(city="ALL")
-        kpis = pd.concat([city, nat], ignore_index=True)
-        scores = score_replications(pd.concat([o[0] for o in mine], ignore_index=True), model_for(sc))
+        kpis = pd.concat([city.assign(city=city["city"].astype(str)), nat], ignore_index=True)
         frames.append(kpis.merge(scores, on=["replication", "city"], how="left"))
     return frames
 
