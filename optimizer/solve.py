@@ -78,7 +78,8 @@ class Infeasible(Exception):
 
 
 class NoBetter(Infeasible):
-    """A solve with a ``cutoff`` found no solution better than it (or none at all)."""
+    """A solve with a ``cutoff`` found no solution better than it (or none at all, or none
+    within its node limit)."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,12 @@ class Solved:
     integers: int
 
 
-def _stop_after(nodes: int) -> Callable[..., None]:
-    """HiGHS MIP interrupt callback: stop once ``nodes`` nodes are explored and an incumbent exists."""
+def _stop_after(nodes: int, cutoff: bool) -> Callable[..., None]:
+    """HiGHS MIP interrupt callback: stop once ``nodes`` nodes are explored and an incumbent
+    exists (with a ``cutoff``, even without one: a search below it may be empty)."""
 
     def callback(kind: object, message: str, out: object, into: object, user_data: object) -> None:
-        if out.mip_node_count >= nodes and out.mip_primal_bound < highspy.kHighsInf:  # type: ignore[attr-defined]
+        if out.mip_node_count >= nodes and (cutoff or out.mip_primal_bound < highspy.kHighsInf):  # type: ignore[attr-defined]
             into.user_interrupt = True  # type: ignore[attr-defined]
 
     return callback
@@ -111,7 +113,7 @@ def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: b
     if name == "highs":
         # PuLP maps HiGHS's kInterrupt to a feasible, unproven solution (its kSolutionLimit, which
         # the node options mip_max_nodes / mip_max_leaves end with, it does not map at all)
-        stop = {"callbackTuple": (_stop_after(node_limit), None),
+        stop = {"callbackTuple": (_stop_after(node_limit, cutoff is not None), None),
                 "callbacksToActivate": [highspy.cb.HighsCallbackType.kCallbackMipInterrupt]} \
             if mip and node_limit is not None else {}
         if cutoff is not None:  # HiGHS prunes every node whose bound is above it
@@ -189,20 +191,26 @@ def solve(
     cutoff : float or None
         A minimisation known to be worth finishing only below this objective (HiGHS MIP: its
         ``objective_bound``, which prunes the nodes whose bound is above it; ignored by CBC):
-        raises ``NoBetter`` when nothing is found. It is no strict cutoff: HiGHS may still
-        return a solution above it, which the caller compares as usual.
+        raises ``NoBetter`` when nothing is found (with ``node_limit``: within that many nodes).
+        It is no strict cutoff: HiGHS may still return a solution above it, which the caller
+        compares as usual. It is the objective's value, constant included (HiGHS is handed
+        the objective without its constant, so its bound is moved by it).
     """
     prob = problem.prob
     t0 = time.perf_counter()
     nodes = node_limit if accept_incumbent else None  # a stop short of a proof is only for who accepts it
     # only HiGHS's MIP search takes a cutoff, and only a minimisation's reads the same way
     cutoff = cutoff if prob.sense == pulp.LpMinimize and solver == "highs" and not relax else None
-    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes, cutoff))
+    # HiGHS is handed the objective without its constant: so is its bound
+    bound = None if cutoff is None else cutoff - float(prob.objective.constant)
+    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes, bound))
     wall = time.perf_counter() - t0
     name = pulp.LpStatus[status]
     sol = prob.sol_status
     if name == "Infeasible" and cutoff is not None:
         raise NoBetter(f"nothing below the cutoff {cutoff:.6g} ({solver})")
+    if cutoff is not None and prob.solverModel.getInfo().primal_solution_status == highspy.kSolutionStatusNone:
+        raise NoBetter(f"nothing below the cutoff {cutoff:.6g} within {nodes} nodes ({solver})")
     if name == "Infeasible":
         raise Infeasible(f"the programme is infeasible ({solver})", lp_path=_write_lp(prob, lp_dir))
     proven = name == "Optimal" and sol == pulp.LpSolutionOptimal
