@@ -224,8 +224,7 @@ def solve_decomposed(
     """
     t0 = time.perf_counter()
     kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit}
-    # CBC: one thread per worker process. HiGHS keeps its default: its thread count is fixed
-    # once its scheduler has started in a process, and a single job runs in this one
+    # CBC: one thread per worker process (HiGHS runs on one thread anyway: ``solve.HIGHS_THREADS``)
     job_kw = {**kw, "threads": 1} if workers > 1 and solver == "cbc" else kw
     mode = "soft" if soft else ("budget" if planning.budget_per_month is not None else "cost")
     city_mode = "soft" if soft else "cost"
@@ -237,6 +236,11 @@ def solve_decomposed(
     known = {c: _frozen(inputs[c], states[c], planning, cp) for c, cp in frozen.items()}
     calls = 0
 
+    def job(c: str, lagrange: tuple[float, float, float]) -> tuple:
+        """City ``c``'s pricing job (``lagrange``: its own weights, the national price times its volume share)."""
+        return (inputs[c], states[c], planning, city_mode, lagrange, shortfall_price,
+                {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
+
     def price_all(weights: tuple[float, float, float]) -> dict[str, tuple[Column, float]]:
         """Every city's pricing problem at these prices (cached, cities in parallel)."""
         nonlocal calls
@@ -246,10 +250,7 @@ def solve_decomposed(
         out = {c: cache[k][1] for c, k in keys.items()
                if cache is not None and k in cache and cache[k][0] is states[c]}
         todo = [c for c in free if c not in out]
-        jobs = [(inputs[c], states[c], planning, city_mode, (alpha, lam * m.w[c], mu), shortfall_price,
-                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
-                for c in todo]
-        for c, res in zip(todo, pmap(_price_job, jobs, workers)):
+        for c, res in zip(todo, pmap(_price_job, [job(c, (alpha, lam * m.w[c], mu)) for c in todo], workers)):
             if isinstance(res, Infeasible) and c in floors and c in known:
                 res = (replace(known[c], proven=False), known[c].cost)  # nothing to add: the floor plan itself
             if isinstance(res, Infeasible):
@@ -274,10 +275,7 @@ def solve_decomposed(
             m.add(c, _today(inputs[c], states[c], planning, shortfall_price, kw))
             calls += 1
     if m.scored:  # best-score columns keep the master feasible whenever anything is
-        jobs = [(inputs[c], states[c], planning, city_mode, (1.0, BIG_LAMBDA, 0.0), shortfall_price,
-                 {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
-                for c in free]
-        for c, res in zip(free, pmap(_price_job, jobs, workers)):
+        for c, res in zip(free, pmap(_price_job, [job(c, (1.0, BIG_LAMBDA, 0.0)) for c in free], workers)):
             if isinstance(res, Infeasible) and c in floors and c in known:
                 continue
             if isinstance(res, Infeasible):

@@ -34,8 +34,17 @@ SOLVERS = ("highs", "cbc")
 # HiGHS MIP options: a city programme's time went to sub-MIP heuristics (RINS, RENS: 2.0 of
 # Chengdu's 3.6 s) and a restart after its root; feasibility jump seldom found its incumbent.
 # Off, March 2025's first solve took 44 s instead of 70 s and cost 0.04 % more (32 cities).
+# Strong branching took 40 % of a city's LP iterations (Chengdu: 5,430 of 12,235), spent on
+# pseudo-costs that a search of 200 nodes hardly uses: without it (``mip_pscost_minreliable``
+# 0) twelve March cities solved in 17 % less time at prices zero and 27 % less priced, at
+# +0.02 % and +0.04 % on their objectives.
 HIGHS_MIP = {"mip_allow_restart": False, "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
-             "mip_heuristic_run_feasibility_jump": False}
+             "mip_heuristic_run_feasibility_jump": False, "mip_pscost_minreliable": 0}
+# HiGHS runs on one thread unless asked otherwise: the loop runs cities' programmes in parallel
+# processes (two HiGHS threads in each of two workers on two cores cost March 2025's first solve
+# 20 %), a process's HiGHS thread count is fixed at its first solve, and a MIP's path depends on
+# its thread count: one thread everywhere gives the same plans on any machine and any workers.
+HIGHS_THREADS = 1
 
 
 class SolverError(RuntimeError):
@@ -120,7 +129,8 @@ def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: b
             stop["objective_bound"] = float(cutoff)
         if mip:
             stop.update(HIGHS_MIP)
-        return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel, threads=threads, **stop)
+        return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel,
+                          threads=HIGHS_THREADS if threads is None else threads, **stop)
     if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated);
         # "Stopped on nodes - objective value" reads as a feasible, unproven solution
         return pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, mip=mip, msg=msg, timeLimit=time_limit_s,
