@@ -95,41 +95,46 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
     )
     keys = [r[k].reset_index(drop=True) for k in by] if by else [np.zeros(len(r), dtype=int)]
     g = f.groupby(keys, sort=True, observed=True, dropna=False)
-    s = g.sum(numeric_only=True)
-    k = pd.DataFrame(index=s.index)
-    k["offered"] = s["offered"]
-    k["to_agents"] = s["to_agents"]
-    k["first_response_mean_s"] = g["response"].mean()
-    k["first_response_median_s"] = g["response"].median()
-    k["first_response_p90_s"] = g["response"].quantile(0.9)
-    k["sl_offered"] = _ratio(s["within"], s["offered"])
-    k["sl_answered"] = _ratio(s["within"], s["answered"])
-    k["asa_s"] = g["agent_wait"].mean()
-    k["p_wait"] = _ratio(s["waited"], s["to_agents"])
-    k["abandon_rate"] = _ratio(s["abandoned"], s["to_agents"])
-    k["fcr"] = _ratio(s["primary_resolved"], s["primary_handled"])
-    k["recontact_rate"] = _ratio(s["recontact"], s["primary"])
-    k["repeat_rate"] = _ratio(s["repeat"], s["primary"])
-    k["mismatch_rate"] = _ratio(s["mismatch"], s["lang_answered"])
-    k["could_not_understand"] = s["mismatch"]
-    k["lost"] = s["lost"]
-    k["backlog_end"] = s["unserved"]
-    k["response_index"] = g["response_log"].mean()
-    k["unresolved"] = s["unresolved"]
-    k["late"] = s["late"]
+    s = {c: v.to_numpy() for c, v in g.sum(numeric_only=True).items()}
+    index = g.size().index
+    response = g["response"]
+    # one frame from columns (not one column at a time: a small city's week is a few thousand
+    # rows, and pandas' per-call overhead, not the rows, was most of the time)
+    k = pd.DataFrame({
+        "offered": s["offered"],
+        "to_agents": s["to_agents"],
+        "first_response_mean_s": response.mean().to_numpy(),
+        "first_response_median_s": response.median().to_numpy(),
+        "first_response_p90_s": response.quantile(0.9).to_numpy(),
+        "sl_offered": _ratio(s["within"], s["offered"]),
+        "sl_answered": _ratio(s["within"], s["answered"]),
+        "asa_s": g["agent_wait"].mean().to_numpy(),
+        "p_wait": _ratio(s["waited"], s["to_agents"]),
+        "abandon_rate": _ratio(s["abandoned"], s["to_agents"]),
+        "fcr": _ratio(s["primary_resolved"], s["primary_handled"]),
+        "recontact_rate": _ratio(s["recontact"], s["primary"]),
+        "repeat_rate": _ratio(s["repeat"], s["primary"]),
+        "mismatch_rate": _ratio(s["mismatch"], s["lang_answered"]),
+        "could_not_understand": s["mismatch"],
+        "lost": s["lost"],
+        "backlog_end": s["unserved"],
+        "response_index": g["response_log"].mean().to_numpy(),
+        "unresolved": s["unresolved"],
+        "late": s["late"],
+    }, index=index)
     k.index.names = by or ["all"]
     k = k.reset_index()
     for col in by:  # names as plain strings (no language -> "nan", as before)
         k[col] = k[col].astype(str)
     if by in (["city"], []):
-        k = _add_city_level(k, run, by)
-    else:
-        k["occupancy"] = k["certification_mean"] = k["follow_up_on_time"] = np.nan
-    return k
+        return _add_city_level(k, run, by)
+    return k.assign(occupancy=np.nan, certification_mean=np.nan, follow_up_on_time=np.nan)
 
 
-def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    return (num / den.where(den > 0)).astype(float)
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` where ``den`` > 0, else NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan).astype(float)
 
 
 def _add_city_level(k: pd.DataFrame, run: RunResult, by: list[str]) -> pd.DataFrame:
@@ -140,21 +145,19 @@ def _add_city_level(k: pd.DataFrame, run: RunResult, by: list[str]) -> pd.DataFr
     on_time = fu["done_s"].le(fu["due_s"])
     if by:
         a = a[a["city"].isin(k["city"])]
-        occ = a.groupby("city")["busy_s"].sum() / a.groupby("city")["staffed_s"].sum().where(lambda x: x > 0)
+        per = a.assign(cert_busy=a["certification"] * a["busy_s"]).groupby("city")[
+            ["busy_s", "staffed_s", "cert_busy"]].sum()
+        occ = per["busy_s"] / per["staffed_s"].where(per["staffed_s"] > 0)
+        cert = per["cert_busy"] / per["busy_s"].where(per["busy_s"] > 0)
         fot = on_time.groupby(fu["city"].astype(str)).mean() if len(fu) else pd.Series(dtype=float)
-        cert = (a["certification"] * a["busy_s"]).groupby(a["city"]).sum() / a.groupby("city")[
-            "busy_s"
-        ].sum().where(lambda x: x > 0)
-        k["occupancy"] = k["city"].map(occ).astype(float)
-        k["certification_mean"] = k["city"].map(cert).astype(float)
-        k["follow_up_on_time"] = k["city"].map(fot).astype(float)
-    else:
-        staffed = a["staffed_s"].sum()
-        k["occupancy"] = a["busy_s"].sum() / staffed if staffed > 0 else np.nan
-        busy = a["busy_s"].sum()
-        k["certification_mean"] = (a["certification"] * a["busy_s"]).sum() / busy if busy > 0 else np.nan
-        k["follow_up_on_time"] = on_time.mean() if len(fu) else np.nan
-    return k
+        return k.assign(occupancy=k["city"].map(occ).astype(float),
+                        certification_mean=k["city"].map(cert).astype(float),
+                        follow_up_on_time=k["city"].map(fot).astype(float))
+    staffed = a["staffed_s"].sum()
+    busy = a["busy_s"].sum()
+    return k.assign(occupancy=a["busy_s"].sum() / staffed if staffed > 0 else np.nan,
+                    certification_mean=(a["certification"] * a["busy_s"]).sum() / busy if busy > 0 else np.nan,
+                    follow_up_on_time=on_time.mean() if len(fu) else np.nan)
 
 
 @dataclass
