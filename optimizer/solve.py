@@ -41,9 +41,9 @@ SOLVERS = ("highs", "cbc")
 HIGHS_MIP = {"mip_allow_restart": False, "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
              "mip_heuristic_run_feasibility_jump": False, "mip_pscost_minreliable": 0}
 # HiGHS runs on one thread unless asked otherwise: the loop runs cities' programmes in parallel
-# processes (two HiGHS threads in each of two workers on two cores cost March 2025's first solve
-# 20 %), a process's HiGHS thread count is fixed at its first solve, and a MIP's path depends on
-# its thread count: one thread everywhere gives the same plans on any machine and any workers.
+# processes (with HiGHS's default, two threads, 8 March cities took 28.1 s of CPU, on one thread
+# 24.0 s), a process's HiGHS thread count is fixed at its first solve, and a MIP's path depends
+# on its thread count: one thread everywhere gives the same plans on any machine and any workers.
 HIGHS_THREADS = 1
 
 
