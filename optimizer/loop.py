@@ -644,9 +644,9 @@ def _repair(L: _Loop, iterations: list[Iteration]) -> None:
     targets hold (``greedy``, with the loop's streams and pooled variances, so it accepts what
     the loop accepts; each round looks at every candidate on two replications and simulates
     the ``SHORTLIST`` best in full: on March 2025 about half the simulations of full greedy, for
-    1 to 2 % more on the repaired cities' cost). The cities it changes stay with it; the national score stays with the
-    programme (greedy's national actions gain about 0.002 points each on March 2025, far too
-    slow for a shortfall of a few tenths).
+    1 to 2 % more on the repaired cities' cost). The cities it changes stay with it; the
+    national score stays with the programme (greedy's national actions gain about 0.002 points
+    each on March 2025, far too slow for a shortfall of a few tenths).
     """
     bad = [c for c in L.sc.cities if c in L.table and not bool(L.table[c]["ok"].all())]
     if not bad:

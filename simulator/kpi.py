@@ -95,8 +95,8 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
     )
     keys = [r[k].reset_index(drop=True) for k in by] if by else [np.zeros(len(r), dtype=int)]
     g = f.groupby(keys, sort=True, observed=True, dropna=False)
-    s = {c: v.to_numpy() for c, v in g.sum(numeric_only=True).items()}
-    index = g.size().index
+    sums = g.sum(numeric_only=True)
+    s = {c: v.to_numpy() for c, v in sums.items()}
     response = g["response"]
     # one frame from columns (not one column at a time: a small city's week is a few thousand
     # rows, and pandas' per-call overhead, not the rows, was most of the time)
@@ -121,7 +121,7 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
         "response_index": g["response_log"].mean().to_numpy(),
         "unresolved": s["unresolved"],
         "late": s["late"],
-    }, index=index)
+    }, index=sums.index)
     k.index.names = by or ["all"]
     k = k.reset_index()
     for col in by:  # names as plain strings (no language -> "nan", as before)
@@ -133,8 +133,8 @@ def compute_kpis(run: RunResult, scenario: Scenario, by: Sequence[str] = ("city"
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """``num / den`` where ``den`` > 0, else NaN."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan).astype(float)
+    ok = den > 0
+    return np.where(ok, num / np.where(ok, den, 1), np.nan).astype(float)
 
 
 def _add_city_level(k: pd.DataFrame, run: RunResult, by: list[str]) -> pd.DataFrame:
@@ -155,7 +155,7 @@ def _add_city_level(k: pd.DataFrame, run: RunResult, by: list[str]) -> pd.DataFr
                         follow_up_on_time=k["city"].map(fot).astype(float))
     staffed = a["staffed_s"].sum()
     busy = a["busy_s"].sum()
-    return k.assign(occupancy=a["busy_s"].sum() / staffed if staffed > 0 else np.nan,
+    return k.assign(occupancy=busy / staffed if staffed > 0 else np.nan,
                     certification_mean=(a["certification"] * a["busy_s"]).sum() / busy if busy > 0 else np.nan,
                     follow_up_on_time=on_time.mean() if len(fu) else np.nan)
 
