@@ -16,12 +16,30 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from simulator import processes
+from simulator.clock import Clock, later
 from simulator.demand import DAY, HOUR, WEEKDAY_INDEX, Arrivals, CityDemand
 from simulator.entities import (
-    ABANDONED, ANSWERED, BACKLOG, DEFLECTED, GONE, INF, LOST, OUTAGE_RETURN, PRIMARY, RECONTACT,
-    RETRY, TAKEN, UNSERVED, WAITING, Agent, Codebook, FollowUpTask, Recorder, Ticket,
+    ABANDONED,
+    ANSWERED,
+    BACKLOG,
+    DEFLECTED,
+    GONE,
+    INF,
+    LOST,
+    OUTAGE_RETURN,
+    PRIMARY,
+    RECONTACT,
+    RETRY,
+    TAKEN,
+    UNSERVED,
+    WAITING,
+    Agent,
+    Codebook,
+    FollowUpTask,
+    Recorder,
+    Ticket,
 )
+from simulator.processes import AgentShifts, ArrivalStream
 from simulator.routing import Router, make_router
 from simulator.scenario import AgentGroup, Distribution, Scenario, Shift
 from simulator.streams import CityStreams
@@ -49,10 +67,12 @@ class Model:
     """The state of one component: routers, agents, streams and the recorder."""
 
     def __init__(
-        self, sc: Scenario, nodes: Sequence[str], book: Codebook, root: int, purpose: str, rep: int
+        self, sc: Scenario, nodes: Sequence[str], book: Codebook, root: int, purpose: str, rep: int,
+        clock: type[simpy.Environment] = Clock,
     ) -> None:
         self.sc, self.book = sc, book
-        self.env = simpy.Environment()
+        self.env = clock()
+        self.later = later(self.env)
         self.rec = Recorder(book)
         self.fu_rows: list[tuple[int, float, float, float]] = []
         self.horizon_s, self.warmup_s = sc.horizon_s, sc.warmup_s
@@ -142,8 +162,8 @@ class Model:
     # -- scheduling helpers ----------------------------------------------------------------
     def at(self, when: float, fn, arg) -> None:  # noqa: ANN001 - SimPy callback plumbing
         """Call ``fn(arg)`` at time ``when`` (or now, if that is past)."""
-        ev = self.env.timeout(max(0.0, when - self.env.now), value=(fn, arg))
-        ev.callbacks.append(_fire)
+        delay = when - self.env.now
+        self.later(delay if delay > 0.0 else 0.0, fn, arg)  # noqa: FURB136 - no max() call
 
     # -- ticket life ------------------------------------------------------------------------
     def arrive(self, node: int, day: Arrivals, i: int) -> None:
@@ -192,7 +212,7 @@ class Model:
 
     def dispatch(self, a: Agent, t: Ticket) -> None:
         t.state = TAKEN
-        a.wake.succeed(t)
+        self.later(0.0, a.wake, t)
 
     def expire(self, t: Ticket) -> None:
         if t.state == WAITING:
@@ -299,20 +319,20 @@ class Model:
     def end_shift(self, a: Agent) -> None:
         a.on_shift = False
         if self.routers[a.home].remove_idle(a):
-            a.wake.succeed(None)
+            self.later(0.0, a.wake, None)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> None:
         """Seed the initial backlog, start every process and run to the horizon."""
-        env = self.env
+        actors: list[ArrivalStream | AgentShifts] = []
         for node in self.nodes:
             if self.demands[node] is not None:
                 self._seed_backlog(node)
-                env.process(processes.arrivals(env, self, node))
-        for a, shifts in self.agents:
-            if shifts:
-                env.process(processes.agent(env, self, a, shifts))
-        env.run(until=self.horizon_s)
+                actors.append(ArrivalStream(self, node))
+        actors += [AgentShifts(self, a, shifts) for a, shifts in self.agents if shifts]
+        for actor in actors:  # first steps at time zero, after the backlog, in the order SimPy
+            actor.start()  # would start processes: before any event
+        self.env.run(until=self.horizon_s)
         self._close()
 
     def _seed_backlog(self, node: int) -> None:
@@ -359,11 +379,6 @@ class Model:
         ]
         cols = ["city", "group", "employment", "headcount", "certification", "staffed_s", "busy_s"]
         return pd.DataFrame(rows, columns=cols)
-
-
-def _fire(ev: simpy.Event) -> None:
-    fn, arg = ev.value
-    fn(arg)
 
 
 def sampler(d: Distribution) -> Callable[[np.random.Generator], float]:
@@ -445,11 +460,13 @@ def simulate(
     replication: int = 0,
     purpose: str = "run",
     cities: Iterable[str] | None = None,
+    clock: type[simpy.Environment] = Clock,
 ) -> RunResult:
     """Simulate one replication. Randomness depends only on (seed, purpose, replication, city).
 
     ``cities`` restricts the run to the components holding those cities; their numbers are
-    identical to the ones they have in a full run.
+    identical to the ones they have in a full run. ``clock``: the environment (a plain
+    ``simpy.Environment`` runs every timer as a SimPy Timeout: the same numbers, slower).
     """
     root = scenario.seed if seed is None else seed
     book = codebook(scenario)
@@ -462,7 +479,7 @@ def simulate(
     for comp in components(scenario):
         if not wanted.intersection(comp):
             continue
-        m = Model(scenario, comp, book, root, purpose, replication)
+        m = Model(scenario, comp, book, root, purpose, replication, clock)
         m.run()
         recs.append(m.rec.frame())
         fus.append(pd.DataFrame(m.fu_rows, columns=["city", "created_s", "due_s", "done_s"]))

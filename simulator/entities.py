@@ -69,7 +69,7 @@ class FollowUpTask:
 
 
 class Agent:
-    """An agent of a group; ``wake`` is the SimPy event it waits on while idle."""
+    """An agent of a group; ``wake`` is its actor's step that ends an idle spell (``AgentShifts``)."""
 
     __slots__ = (
         "group", "home", "languages", "handle_mult", "fcr_mult", "fcr_add", "certification",

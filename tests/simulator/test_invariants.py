@@ -8,7 +8,8 @@ The records are checked against an independent account of what must have happene
   another city's agent without the overflow flag; a mismatch is flagged exactly when the
   agent's group does not speak the ticket's language;
 - staffed time is what the shifts say, busy time lies between 0 and staffed time;
-- with agents to spare nobody waits.
+- with agents to spare nobody waits;
+- the model's clock runs every event as SimPy's own Timeouts would.
 
 Known engine bugs are excluded from the random checks and pinned by the strict ``xfail``
 tests at the end of the file (remove the exclusion when the xfail starts passing).
@@ -21,6 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import simpy
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -294,6 +296,17 @@ def test_invariants_hold_on_random_scenarios(sc, h):
     check_primary_arrivals(sc, run, h)
     check_rows(sc, run)
     check_agents(sc, run, h)
+
+
+@SETTINGS
+@given(sc=scenarios())
+def test_the_clock_runs_every_event_as_simpy_would(sc):
+    """``Clock``'s bare calls against the same timers as SimPy Timeouts on a plain environment:
+    identical frames, so the clock keeps SimPy's times and order (ties included) everywhere."""
+    fast = simulate(sc, replication=1)
+    ref = simulate(sc, replication=1, clock=simpy.Environment)
+    for a, b in [(fast.records, ref.records), (fast.agents, ref.agents), (fast.follow_ups, ref.follow_ups)]:
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None, phases=PHASES)
