@@ -14,7 +14,7 @@ target that falls short, the best value reachable at that price and the caps at 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from optimizer.anchor import CityState, ModelKpis
@@ -71,7 +71,6 @@ def solve_city(
     threads: int | None = None,
     accept_incumbent: bool = False,
     floor: CityPlan | None = None,
-    options: Collection[str] | None = None,
 ) -> tuple[StaffingProblem, float]:
     """One city's programme, option by option (chatbot level x triage).
 
@@ -82,15 +81,11 @@ def solve_city(
     on March 2025 most options then end at their root). Returns the best solved
     problem and the solver time. Raises ``Infeasible`` when no option is feasible.
     ``floor``: every decision at least this plan's, in its option (``build_problem``).
-    ``options``: search only these (``decompose``'s restricted pricing; all if none of them is
-    open); None: every option.
     """
     kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit,
           "threads": threads, "accept_incumbent": accept_incumbent}
     floors = {ci.city: floor} if floor is not None else None
     opts = [o.key for o in ci.options if not o.dominated] if floor is None else ["floor"]
-    if options is not None and floor is None:
-        opts = [o for o in opts if o in options] or opts
     wall = 0.0
 
     def build(key: str) -> StaffingProblem:

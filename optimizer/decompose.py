@@ -10,10 +10,7 @@ a fraction of a second, where one branch-and-bound tree over 32 cities would tak
 2. Otherwise: a restricted master over the plans found so far (one per city, a convex
    combination in its LP relaxation) gives prices (LP duals); each city's pricing problem
    proposes a better plan while its reduced cost is negative. The first columns include
-   each city's best-score plan, so the master is feasible whenever the programme is. A
-   round searches only the options (chatbot level x triage) a city's columns use, and all
-   of them after a round that found nothing: the rounds stop only when a full one finds
-   nothing, so the result is the same, and most rounds skip the options no price will pick.
+   each city's best-score plan, so the master is feasible whenever the programme is.
 3. The master as a MIP (one plan per city) picks the plan. The master LP value is a lower
    bound for the restricted problem; the Lagrangian bound ``sum_c pricing_c + prices *
    right-hand sides`` bounds the full one: their gap is reported as ``Coordinated.bound``.
@@ -239,25 +236,21 @@ def solve_decomposed(
     known = {c: _frozen(inputs[c], states[c], planning, cp) for c, cp in frozen.items()}
     calls = 0
 
-    def job(c: str, lagrange: tuple[float, float, float], options: tuple[str, ...] | None = None) -> tuple:
-        """City ``c``'s pricing job (``lagrange``: its own weights, the national price times its
-        volume share; ``options``: the only ones to search)."""
+    def job(c: str, lagrange: tuple[float, float, float]) -> tuple:
+        """City ``c``'s pricing job (``lagrange``: its own weights, the national price times its volume share)."""
         return (inputs[c], states[c], planning, city_mode, lagrange, shortfall_price,
-                {**job_kw, "floor": floors.get(c), "options": options}, pricing_limit_s, pricing_nodes)
+                {**job_kw, "floor": floors.get(c)}, pricing_limit_s, pricing_nodes)
 
-    def price_all(weights: tuple[float, float, float], restrict: bool = False) -> dict[str, tuple[Column, float]]:
-        """Every city's pricing problem at these prices (cached, cities in parallel); ``restrict``:
-        searched only in the options of the city's columns so far."""
+    def price_all(weights: tuple[float, float, float]) -> dict[str, tuple[Column, float]]:
+        """Every city's pricing problem at these prices (cached, cities in parallel)."""
         nonlocal calls
         alpha, lam, mu = weights
-        opts = {c: tuple(sorted({inputs[c].option_of(col.plan) for col in m.cols[c]})) if restrict else None
-                for c in free}
         keys = {c: (c, id(states[c]), city_mode, round(alpha, 12), round(lam * m.w[c], 6), round(mu, 6),
-                    shortfall_price, floors[c].key() if c in floors else None, opts[c]) for c in free}
+                    shortfall_price, floors[c].key() if c in floors else None) for c in free}
         out = {c: cache[k][1] for c, k in keys.items()
                if cache is not None and k in cache and cache[k][0] is states[c]}
         todo = [c for c in free if c not in out]
-        for c, res in zip(todo, pmap(_price_job, [job(c, (alpha, lam * m.w[c], mu), opts[c]) for c in todo], workers)):
+        for c, res in zip(todo, pmap(_price_job, [job(c, (alpha, lam * m.w[c], mu)) for c in todo], workers)):
             if isinstance(res, Infeasible) and c in floors and c in known:
                 res = (replace(known[c], proven=False), known[c].cost)  # nothing to add: the floor plan itself
             if isinstance(res, Infeasible):
@@ -290,7 +283,6 @@ def solve_decomposed(
             m.add(c, res[0])
             calls += 1
     bound = None
-    restrict = True  # price in the options the columns use, while that finds columns
     for _ in range(rounds):
         try:
             prob, v = m.solve(False, kw)
@@ -298,8 +290,8 @@ def solve_decomposed(
             raise Infeasible("the national targets cannot be met by any combination of city plans") from None
         weights, conv = m.prices(prob)
         added, lagr = 0, 0.0
-        priced = price_all(weights, restrict)
-        exact = not restrict and not (frozen and not reprice) and all(col.proven for col, _ in priced.values())
+        priced = price_all(weights)
+        exact = not (frozen and not reprice) and all(col.proven for col, _ in priced.values())
         for c in free:
             col, obj = priced[c]
             lagr += obj
@@ -309,9 +301,8 @@ def solve_decomposed(
             _, lam, mu = weights
             bound = lagr + (lam * m.nat_target if m.nat_target is not None else 0.0) - (
                 mu * planning.max_trained_per_month if planning.max_trained_per_month is not None else 0.0)
-        if not added and not restrict:
+        if not added:
             break
-        restrict = bool(added)  # nothing new in the options in use: every option next round
     try:
         prob, v = m.solve(True, kw)
     except Infeasible:

@@ -41,15 +41,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from optimizer.tables import Curve, curve
 from simulator.scenario import Scenario, Shift
-
-if TYPE_CHECKING:
-    from optimizer.plan import CityPlan  # plan imports this module
 
 WEEK_H = 168
 DAYS_PER_MONTH = 365.25 / 12.0
@@ -139,12 +135,6 @@ class CityInputs:
 
     def option(self, key: str) -> Option:
         return next(o for o in self.options if o.key == key)
-
-    def option_of(self, cp: CityPlan) -> str:
-        """The key of the option (chatbot level x triage) a city plan runs."""
-        pen = self.penetration_now if cp.chatbot_penetration is None else cp.chatbot_penetration
-        tri = cp.triage or self.triage_now
-        return next(o.key for o in self.options if abs(o.penetration - pen) < 1e-9 and o.triage == tri)
 
 
 # ---------------------------------------------------------------------------- calendar

@@ -304,7 +304,7 @@ class _Loop:
         lang = sum(ci.languages.values())
         state = CityState(mm_factor=1.0 + lang * (mm if np.isfinite(mm) else 0.0) * (ci.mismatch_handle - 1.0))
         if corrected:
-            option = ci.option_of(cp)
+            option = _option_key(ci, cp)
             state = replace(state, efficiency=fit_efficiency(ci, cp, option, state, sim))
         model = evaluate_city(ci, state, self.pl, cp, solver=self.solver)
         anchor = make_anchor(ci, cp, model, sim, self.sat, corrected=corrected)
@@ -809,6 +809,12 @@ def _finish(L: _Loop, say: Callable[[str], None]) -> None:
             plan_cost(L.sc, cp) for cp in L.plans.values()) - 1e-6:
         L.use(inc)
         say(f"incumbent: the cheapest plans that passed, {sum(plan_cost(L.sc, cp) for cp in inc.values()):,.0f}/month")
+
+
+def _option_key(ci: CityInputs, cp: CityPlan) -> str:
+    pen = ci.penetration_now if cp.chatbot_penetration is None else cp.chatbot_penetration
+    tri = cp.triage or ci.triage_now
+    return next(o.key for o in ci.options if abs(o.penetration - pen) < 1e-9 and o.triage == tri)
 
 
 def _assumptions(L: _Loop) -> dict[str, str]:
