@@ -7,6 +7,9 @@ agents, FIFO, infinite patience - is simulated three ways:
   warm-up = 1 % of the horizon. Its time covers building the scenario, sampling and the
   run. Building the records DataFrame (done inside ``simulate``) is timed separately and
   shown in a second row (``capplan + frame``), which is the end-to-end cost of a call.
+  A third row (``capplan, events``) runs the same model on a plain ``simpy.Environment``,
+  every timer a SimPy Timeout: what ``simulator.clock.Clock``'s bare calls save (the records
+  are identical).
 * **plain SimPy** and **Ciw**: ``benchmarks/baselines.py`` (first 1 % of customers dropped).
 
 Each is compared with the analytic Erlang C values (P(wait), mean wait, SL at the target).
@@ -27,7 +30,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -35,10 +38,12 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 
 import numpy as np
+import simpy
 from baselines import BaselineResult, ciw_mmn, plain_simpy_mmn
 from frametimer import FrameTimer
 
 from simulator import simulate, single_queue
+from simulator.clock import Clock
 from simulator.erlang import erlang_c, mmn_mean_wait, mmn_service_level
 
 WARMUP_FRACTION = 0.01
@@ -67,6 +72,7 @@ def capplan_mmn(
     seed: int,
     target_s: float,
     profile: str | None = None,
+    clock: type[simpy.Environment] = Clock,
 ) -> tuple[Row, Row, dict[str, float]]:
     """Run the M/M/n case in capplan; rows without and with the records-frame build."""
     horizon_h = n_tickets / arrival_rate / 3600.0
@@ -89,7 +95,7 @@ def capplan_mmn(
             target_s=target_s,
             seed=seed,
         )
-        run = simulate(sc, seed=seed)
+        run = simulate(sc, seed=seed, clock=clock)
         total = time.perf_counter() - t0
         if prof is not None:
             prof.disable()
@@ -247,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                 extra = ex
             keep(sim)
             keep(e2e)
+            gc.collect()
+            ref = capplan_mmn(lam, a.aht, a.agents, a.tickets, a.seed, a.target, clock=simpy.Environment)[0]
+            keep(replace(ref, name="capplan, events", note="the same on SimPy Timeouts"))
         for key, fn in (("simpy", plain_simpy_mmn), ("ciw", ciw_mmn)):
             if key in only:
                 gc.collect()
