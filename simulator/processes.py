@@ -28,8 +28,8 @@ class ArrivalStream:
     def __init__(self, model: Model, node: int) -> None:
         self.env, self.later, self.arrive, self.node = model.env, model.later, model.arrive, node
         self.days = model.demands[node].days(model.streams[node])
-        self.day: Arrivals | None = None
-        self.i = 0
+        self.day: Arrivals | None = next(self.days, None)  # the city's own streams: drawn now or
+        self.i = 0  # at the first step, the same numbers
 
     def start(self) -> None:
         """The first step, at time zero."""
@@ -44,21 +44,18 @@ class ArrivalStream:
             arrive(node, day, i)
             i += 1
         now = self.env.now
-        while True:
-            if day is not None:
-                times, settled = day.time_s, day.settled
-                while i < len(times):
-                    if not settled[i]:
-                        delay = times[i] - now
-                        if delay > 0:
-                            self.day, self.i = day, i
-                            self.later(delay, self._next, True)
-                            return
-                    arrive(node, day, i)
-                    i += 1
+        while day is not None:
+            times, settled = day.time_s, day.settled
+            while i < len(times):
+                if not settled[i]:
+                    delay = times[i] - now
+                    if delay > 0:
+                        self.day, self.i = day, i
+                        self.later(delay, self._next, True)
+                        return
+                arrive(node, day, i)
+                i += 1
             day, i = next(self.days, None), 0
-            if day is None:
-                return
 
 
 class AgentShifts:
