@@ -202,6 +202,7 @@ def greedy(
     memo: dict | None = None,
     shift: Mapping[tuple[str, str], float] | None = None,
     shortlist: int = 0,
+    inputs: Mapping[str, CityInputs] | None = None,
 ) -> PlanResult:
     """Marginal analysis on the simulator (see the module docstring); ``max_steps`` bounds the actions.
 
@@ -215,14 +216,16 @@ def greedy(
     ``shift``: added to targets' simulated values (``assess_cities``; the loop's learnt horizon bias).
     ``shortlist`` > 0: a failing city simulates its candidates' first ``SCREEN`` replications, and
     only the ``shortlist`` best of them (deficit reduction per yuan) in full; 0: every candidate
-    in full (the yardstick)."""
+    in full (the yardstick). ``inputs``: the cities' programme data where the caller has it (the
+    loop's repair and exchange call greedy once per city and round; computed here otherwise)."""
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     root = scenario.seed if seed is None else seed
     n_verify = verify_replications or scenario.replications
     sim = _Sim(scenario, replications, root, loop_horizon_days, n_verify, pool, workers, memo, shift,  # bounds for
                screen=min(SCREEN, replications - 1) if shortlist else 0)  # the verification to come
-    inputs = {c: city_inputs(scenario, c) for c in scenario.cities}
+    known = inputs or {}
+    inputs = {c: known[c] if c in known else city_inputs(scenario, c) for c in scenario.cities}
     plans = {c: CityPlan(c, chatbot_penetration=scenario.cities[c].chatbot_penetration,
                          triage=scenario.cities[c].routing.level >= 1) for c in scenario.cities}
     plans.update({c: cp for c, cp in (start or {}).items() if c in plans})

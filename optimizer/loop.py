@@ -123,6 +123,13 @@ def fit_kpis(args: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
     return reps.kpis(("city",)), reps.kpis(("city", "channel"))
 
 
+def inputs_of(args: tuple[Scenario, list[str]]) -> list[CityInputs]:
+    """Some cities' programme data (a worker's share of the loop's inputs: their Erlang tables
+    took 9 s of March 2025's run in one process, with the workers idle)."""
+    scenario, cities = args
+    return [city_inputs(scenario, c) for c in cities]
+
+
 def loop_scenario(scenario: Scenario, horizon_days: float | None) -> Scenario:
     """The scenario the loop simulates: the horizon cut to ``horizon_days`` (warm-up kept).
 
@@ -168,7 +175,9 @@ class _Loop:
         self.solver, self.n, self.seed, self.solve_kw, self.log = solver, loop_replications, seed, solve_kw, log
         self.pl = scenario.planning
         self.sat: SatisfactionModel = model_for(scenario)
-        self.inputs: dict[str, CityInputs] = {c: city_inputs(scenario, c) for c in scenario.cities}
+        groups = split(list(scenario.cities), lambda c: scenario.cities[c].tickets_per_day, workers)
+        done = {ci.city: ci for part in pmap(inputs_of, [(scenario, g) for g in groups], workers) for ci in part}
+        self.inputs: dict[str, CityInputs] = {c: done[c] for c in scenario.cities}
         self.states: dict[str, CityState] = {}
         self.points: dict[str, SimPoint] = {}
         self.rep_rows: dict[str, pd.DataFrame] = {}  # city -> per replication offered, score
@@ -680,7 +689,7 @@ def _greedy_from(L: _Loop, start: dict[str, CityPlan], **kw: object) -> PlanResu
         "targets": sub.planning.targets.model_copy(update={"national_score_min": None})})})
     return greedy(sub, replications=L.n, seed=L.seed, loop_horizon_days=L.horizon_days, verify=False,
                   start=start, verify_replications=L.future, pool=L.pool, workers=L.workers, shift=L.shift,
-                  shortlist=SHORTLIST, **kw)  # type: ignore[arg-type]
+                  shortlist=SHORTLIST, inputs=L.inputs, **kw)  # type: ignore[arg-type]
 
 
 def _removals(L: _Loop, c: str) -> list[CityPlan]:
