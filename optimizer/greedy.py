@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.formulation import SCALE
-from optimizer.inputs import PERMANENT, TEMPORARY, CityInputs, city_inputs
+from optimizer.inputs import PERMANENT, TEMPORARY, CityInputs, city_inputs, horizon_hours
 from optimizer.loop import Iteration, PlanResult, fit_kpis, loop_scenario
 from optimizer.parallel import pmap
 from optimizer.plan import CityPlan, Plan, apply_plan, local_languages, plan_cost
@@ -63,6 +63,7 @@ class _Sim:
                  shift: Mapping[tuple[str, str], float] | None = None, screen: int = 0):
         self.sc = scenario
         self.sc_loop = loop_scenario(scenario, horizon_days)
+        self.hours = horizon_hours(scenario)  # dialect coverage counts the full horizon's agent hours
         self.n, self.seed, self.future, self.workers, self.screen = n, seed, future, workers, screen
         self.scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
         self.sat = model_for(scenario)
@@ -99,7 +100,7 @@ class _Sim:
             per_city, per_channel = per_city[per_city["replication"] < n], per_channel[per_channel["replication"] < n]
         res = assess_cities(a, per_city, per_channel, self.sat, self.sc.planning.targets, [cp.city],
                             future=self.future, future_scale=self.scale, pool=self.pool, shift=self.shift,
-                            pending=pending)
+                            pending=pending, hours=self.hours)
         return res.table, res.city_rep
 
     def look(self, cps: list[CityPlan]) -> list[pd.DataFrame]:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from optimizer.anchor import CityState, ModelKpis, SimPoint, fit_efficiency, make_anchor, make_state
 from optimizer.coordinate import Coordinated, evaluate_city, solve_plan
-from optimizer.inputs import CityInputs, city_inputs
+from optimizer.inputs import CityInputs, city_inputs, horizon_hours
 from optimizer.parallel import pmap, split
 from optimizer.plan import CityPlan, Plan, apply_plan, plan_cost
 from optimizer.solve import Infeasible
@@ -170,6 +170,7 @@ class _Loop:
         self.future = future
         self.sc_loop = loop_scenario(scenario, loop_horizon_days)
         self.horizon_days = loop_horizon_days
+        self.hours = horizon_hours(scenario)  # dialect coverage counts the full horizon's agent hours
         # a verification over the full horizon averages over more days: its replications vary less
         self.future_scale = float(np.sqrt(min(1.0, self.sc_loop.horizon_s / scenario.horizon_s)))
         self.solver, self.n, self.seed, self.solve_kw, self.log = solver, loop_replications, seed, solve_kw, log
@@ -222,7 +223,7 @@ class _Loop:
         a: Assessment = assess_cities(applied, per_city, per_channel, self.sat, self.pl.targets, cities,
                                       future=self.future, future_scale=self.future_scale,
                                       pool=self.pool if corrected else None, shift=self.shift,
-                                      pending=None if record else pending)
+                                      pending=None if record else pending, hours=self.hours)
         wall = time.perf_counter() - t0
         if not record:
             for c in cities:

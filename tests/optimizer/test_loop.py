@@ -268,3 +268,33 @@ def test_the_polish_looking_ahead_on_two_workers_keeps_what_one_worker_keeps(nat
     assert kept1 >= 1 and plans1["North"] != plans["North"].key()  # the descent dropped seats
     assert (kept2, sims2, plans2) == (kept1, sims1, plans1) and sims1 == 10  # the budget counts the plans tried
     assert pool2 == pool1 and not ahead2  # the same verdicts; frames never tried are dropped
+
+
+def test_the_loop_counts_dialect_coverage_over_the_planning_horizon_not_its_cut_week(national):
+    """Coverage is the plan's share of agent hours over the horizon the programme plans and the
+    verification checks; a loop that simulates fewer days must not count it over those days
+    (before, a plan that met 0.8 for the month could fail in the loop for ever: no correction
+    of the programme moves a target it already meets)."""
+    from optimizer.greedy import greedy
+    from optimizer.loop import _Loop
+    from optimizer.verify import coverage
+    from simulator.scenario import AgentGroup, Shift
+
+    sc = national(targets=REACHABLE)
+    west = sc.cities["West"]
+    weekend = AgentGroup(name="weekend", headcount=2, shift=Shift(start_h=8.0, length_h=10.0, days=("sat", "sun")),
+                         languages=("uyghur",))
+    sc = sc.model_copy(update={"horizon_days": 8.0, "start_weekday": "mon",
+                               "cities": {**sc.cities, "West": west.model_copy(
+                                   update={"agent_groups": (*west.agent_groups, weekend)})}})
+    L = _Loop(sc, solver="highs", loop_replications=2, seed=sc.seed, loop_horizon_days=2.0, solve_kw={},
+              log=lambda s: None, future=5)
+    month, week = coverage(sc, "West")["uyghur"], coverage(L.sc_loop, "West")["uyghur"]
+    assert week < month - 0.05  # the cut week has no weekend: the case where the two differ
+    L.simulate({"West": CityPlan("West")}, ["West"], corrected=False)
+    row = L.table["West"].set_index("target").loc["dialect_coverage:uyghur"]
+    assert row["mean"] == pytest.approx(month, rel=1e-12)
+    one = sc.only(["West"])
+    res = greedy(one, replications=2, loop_horizon_days=2.0, verify=False, max_steps=0)
+    row = res.fit.set_index("target").loc["dialect_coverage:uyghur"]
+    assert row["mean"] == pytest.approx(month, rel=1e-12)
