@@ -298,3 +298,18 @@ def test_the_loop_counts_dialect_coverage_over_the_planning_horizon_not_its_cut_
     res = greedy(one, replications=2, loop_horizon_days=2.0, verify=False, max_steps=0)
     row = res.fit.set_index("target").loc["dialect_coverage:uyghur"]
     assert row["mean"] == pytest.approx(month, rel=1e-12)
+
+
+def test_the_loop_s_week_measures_every_weekday_once_after_its_warm_up(national):
+    """The loop's days are counted after the warm-up: with the warm-up inside its 7 days, March
+    2025's loop (1 March, a Saturday, warm-up) measured no Saturday at all."""
+    from optimizer.inputs import horizon_hours
+    from optimizer.loop import loop_scenario
+
+    sc = national(targets=REACHABLE).model_copy(update={"horizon_days": 31.0, "warmup_h": 24.0,
+                                                        "start_weekday": "sat"})
+    week = loop_scenario(sc, 7.0)
+    assert week.horizon_days == 8.0 and week.warmup_h == 24.0
+    per_day = horizon_hours(week).reshape(7, 24).sum(axis=1)
+    assert per_day.tolist() == [24.0] * 7
+    assert loop_scenario(sc, 30.0) is sc and loop_scenario(sc, None) is sc

@@ -18,8 +18,8 @@ from simulator.calibration import model_for
 
 # The loop's path is deterministic (node limits on its programmes, simulation budgets on its
 # descent; no time limit decides anything), so this run is the run a planner gets on any machine.
-# Here (commit 2a3dd23, 2 cores, HiGHS 1.16): verified at 7,686,902 yuan a month in 566 s (two
-# verification rounds); the whole test run took 16 min 30 s in that hour.
+# Here (the loop's whole week, HiGHS 1.16, 2 cores): verified at 7,410,723 yuan a month in 459 s
+# (one verification round).
 pytestmark = pytest.mark.slow
 
 MARCH = "scenarios/march_2025.yaml"
