@@ -144,8 +144,8 @@ def loop_scenario(scenario: Scenario, horizon_days: float | None) -> Scenario:
     ``window / horizon``, and each initial backlog is scaled by the same factor (an
     approximation: the expected lost and backlog shares match, their timing does not).
     """
-    h = None if horizon_days is None else scenario.warmup_h / 24.0 + max(horizon_days, 1.0)
-    if h is None or h >= scenario.horizon_days:
+    h = math.inf if horizon_days is None else scenario.warmup_h / 24.0 + max(horizon_days, 1.0)
+    if h >= scenario.horizon_days:
         return scenario
     ratio = (h * 24.0 - scenario.warmup_h) / (scenario.horizon_days * 24.0 - scenario.warmup_h)
     outages = []

@@ -28,8 +28,9 @@ class ArrivalStream:
     def __init__(self, model: Model, node: int) -> None:
         self.env, self.later, self.arrive, self.node = model.env, model.later, model.arrive, node
         self.days = model.demands[node].days(model.streams[node])
-        self.day: Arrivals | None = next(self.days, None)  # the city's own streams: drawn now or
-        self.i = 0  # at the first step, the same numbers
+        # the day's draws come from the city's own streams: drawn now or at the first step, the same numbers
+        self.day: Arrivals | None = next(self.days, None)
+        self.i = 0
 
     def start(self) -> None:
         """The first step, at time zero."""
