@@ -71,6 +71,7 @@ def solve_city(
     threads: int | None = None,
     accept_incumbent: bool = False,
     floor: CityPlan | None = None,
+    score_floor: float | None = None,
 ) -> tuple[StaffingProblem, float]:
     """One city's programme, option by option (chatbot level x triage).
 
@@ -80,7 +81,8 @@ def solve_city(
     first is cut off at the best plan's objective (HiGHS drops every node that cannot beat it:
     on March 2025 most options then end at their root). Returns the best solved
     problem and the solver time. Raises ``Infeasible`` when no option is feasible.
-    ``floor``: every decision at least this plan's, in its option (``build_problem``).
+    ``floor``: every decision at least this plan's, in its option; ``score_floor``: the city's
+    linearised score at least this (both ``build_problem``).
     """
     kw = {"solver": solver, "time_limit_s": time_limit_s, "gap_rel": gap_rel, "node_limit": node_limit,
           "threads": threads, "accept_incumbent": accept_incumbent}
@@ -91,7 +93,8 @@ def solve_city(
     def build(key: str) -> StaffingProblem:
         return build_problem({ci.city: ci}, {ci.city: state}, planning, mode=mode, coupled=False,
                              lagrange=lagrange, shortfall_price=shortfall_price,
-                             only_option=None if floors else {ci.city: key}, floor=floors)
+                             only_option=None if floors else {ci.city: key}, floor=floors,
+                             score_floor=None if score_floor is None else {ci.city: score_floor})
 
     bounds = []
     for key in opts:

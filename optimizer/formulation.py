@@ -423,6 +423,8 @@ class _Builder:
             cv.score_base = anchor.score_mean
             if tg.city_score_min is not None:
                 self.target(ci.city, "city_score", cv.score, tg.city_score_min, 1.0)
+            if ci.city in self.score_floor:
+                self.row(cv.score_mean, pulp.LpConstraintGE, self.score_floor[ci.city])
 
     @staticmethod
     def _magnitude(expr: pulp.LpAffineExpression) -> float:
@@ -543,6 +545,7 @@ def build_problem(
     lagrange: tuple[float, float, float] | None = None,
     only_option: Mapping[str, str] | None = None,
     floor: Mapping[str, CityPlan] | None = None,
+    score_floor: Mapping[str, float] | None = None,
 ) -> StaffingProblem:
     """The programme for ``inputs`` (one or many cities).
 
@@ -555,7 +558,8 @@ def build_problem(
     mu * trained-and-certified - lam * score`` (a city's pricing problem);
     ``only_option`` restricts a city to one option (city -> option key); ``floor`` keeps a
     city's decisions at least those of a plan, with its option (city -> plan: score bought on
-    top of a plan that already holds the city's targets, never in place of it).
+    top of a plan that already holds the city's targets, never in place of it); ``score_floor``
+    keeps a city's linearised (mean-anchored) score at least this (city -> score).
     """
     if mode not in ("cost", "budget", "soft", "evaluate"):
         raise ValueError(f"unknown mode {mode!r}")
@@ -566,6 +570,7 @@ def build_problem(
     b.lagrange = lagrange
     b.only_option = only_option
     b.floor = dict(floor or {})
+    b.score_floor = dict(score_floor or {})
     b.national_offset = national_offset
     for ix, (city, ci) in enumerate(inputs.items()):
         b.sp.cities[city] = b.city(ix, ci)
