@@ -12,8 +12,9 @@ target's value from the decisions; the simulator measures it. At every simulated
 * the satisfaction expansion: the score is a monotone logistic function of KPI features
   (``simulator.satisfaction``); each *lever* the programme moves (late share, unresolved
   share, misunderstood share, mean certification, occupancy) is moved alone along its range
-  through ``SatisfactionModel.scores`` itself and the upper concave envelope of the change
-  bounds its effect, so gains saturate where the model saturates. The anchor value is the
+  through ``SatisfactionModel.scores`` itself, and a concave envelope of the change through the
+  anchor gives its effect: zero with nothing changed, exact at the ends of the range, saturating
+  where the model saturates (``score_levers``). The anchor value is the
   simulated score's bound (city rows) or mean (national row), or the model's own score
   before any plan was simulated.
 
@@ -167,8 +168,9 @@ def score_levers(model: SatisfactionModel, kpis: pd.Series, points: int = 13) ->
     index with the late share, re-contacts and repeats with the unresolved share) and the
     score recomputed with ``model.scores`` itself, so the approximation follows whatever
     features the satisfaction model uses. The upper concave envelope of the sampled change
-    bounds the lever's effect (``Pieces``: ``gain <= a + b * value``); it is flat beyond the
-    best sampled value, so no lever promises gains past saturation.
+    through the anchor (``_through_anchor``) gives the lever's effect (``Pieces``: ``gain <= a +
+    b * value``, zero at the anchor's value); it is flat beyond the best sampled value, so no
+    lever promises gains past saturation.
     """
     k = _clean(kpis)
     v0 = lever_values(k)
@@ -192,11 +194,35 @@ def score_levers(model: SatisfactionModel, kpis: pd.Series, points: int = 13) ->
     for lever, grid in grids.items():
         gain = scores[at:at + len(grid)] - base
         at += len(grid)
-        out[lever] = (v0[lever], _upper_hull(grid, np.nan_to_num(gain, nan=-100.0), lever))
+        out[lever] = (v0[lever], _through_anchor(grid, np.nan_to_num(gain, nan=-100.0), v0[lever]))
     return base, out
 
 
-def _upper_hull(x: np.ndarray, y: np.ndarray, lever: str) -> Pieces:
+def _through_anchor(x: np.ndarray, y: np.ndarray, v0: float) -> Pieces:
+    """The upper concave envelope of the sampled gains ``y`` at lever values ``x``, through the
+    anchor ``v0`` (gain zero).
+
+    Where the score is convex in the lever at the anchor, the whole envelope lies above the
+    anchor's zero: on March 2025 it promised each city 0.5 to 1 point with nothing changed, so
+    the programme under-bought score and cities failed it in simulation iteration after
+    iteration (five went to the repair). There the envelope of the side with the gains is
+    taken instead: exact at the anchor and at that end of the range, above the gains between
+    (the loop re-anchors at each simulated plan), and extended to the other side at its last
+    slope (moving a lever the wrong way costs at least as much as it does near the anchor).
+    Lowering the whole envelope to the anchor instead was pessimistic everywhere: the same
+    run cost 5 % more."""
+    hull = _upper_hull(x, y)
+    lift = hull.lower_envelope(v0)
+    left, right = x <= v0, x >= v0
+    if lift <= 1e-12:
+        return hull
+    if not (left.any() and right.any()):  # the anchor beyond the sampled range: lowered to it
+        return Pieces(hull.a - lift, hull.b)
+    side = left if y[left].max() >= y[right].max() else right
+    return _upper_hull(x[side], y[side])
+
+
+def _upper_hull(x: np.ndarray, y: np.ndarray) -> Pieces:
     """Lines of the upper concave envelope of the points, flat beyond the best end."""
     pts = sorted(zip(x.tolist(), y.tolist()))
     hull: list[tuple[float, float]] = []

@@ -113,3 +113,32 @@ def test_joint_staffing_beats_rounding_each_interval_up(patterns):
                        + 0.5 * erlang_a(int(n[h]), lam[h] / 3600, 330.0, 240.0, 60.0).service_level_offered)
              for h in range(24) if n[h] > 0)
     assert ok / lam.sum() >= sc.planning.targets.channel_target_share - 1e-9
+
+
+@pytest.mark.parametrize("late_share", [0.05, 0.2, 0.5])
+def test_a_city_s_score_levers_promise_nothing_where_nothing_changes(national, late_share):
+    """The satisfaction score is convex in some levers (late share, unresolved and misunderstood
+    shares): their upper concave envelope lies above the sampled gain of zero at the anchor. The
+    programme used to read that as score bought for nothing (up to two points on this city, 0.5
+    to 1 on March 2025's) and left cities failing their score in simulation. Each lever's effect
+    is now zero at the anchor (a minimum of lines, so still concave) and the model's own gain at
+    the end of the range."""
+    from optimizer.anchor import LEVER_RANGE, _levered, score_levers
+    from optimizer.loop import fit_kpis
+    from simulator.calibration import model_for
+
+    sc = national()
+    per_city, _ = fit_kpis((sc, 2, sc.seed, ["West"]))
+    kpis = per_city.mean(numeric_only=True).drop("replication")
+    kpis["late"] = late_share * kpis["offered"]
+    model = model_for(sc)
+    base, levers = score_levers(model, kpis)
+    for lever, (v0, pieces) in levers.items():
+        assert pieces.lower_envelope(v0) == pytest.approx(0.0, abs=1e-9), lever
+    # late share to the bottom of its range: the model's own gain
+    lo = LEVER_RANGE["late_share"][0]
+    v0, pieces = levers["late_share"]
+    moved = _levered(kpis, "late_share", np.array([lo - v0]), {"response_index": kpis["response_index"] / v0})
+    gain = float(model.scores(moved)["overall"].iloc[0]) - base
+    assert gain > 0.0
+    assert pieces.lower_envelope(lo) == pytest.approx(gain, rel=1e-9)
