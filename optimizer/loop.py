@@ -1,7 +1,8 @@
 """Stage 6-7 of 7: ``optimize(scenario) -> PlanResult``, the simulation-optimisation loop.
 
 1. Inputs per city (``inputs``); the baseline simulated on ``purpose="fit"`` streams gives
-   the first satisfaction linearisation (with the model's own late share).
+   the first satisfaction linearisation (with the model's own late share), efficiency and
+   channel miss ratios (``anchor.make_state``).
 2. Solve the programme (``coordinate.solve_plan``; cities coupled by the national score, the
    training capacity and the budget are coordinated by prices, ``decompose``).
 3. Simulate the plan on ``fit`` streams, only in the cities whose plan changed (cities are
@@ -318,9 +319,7 @@ class _Loop:
         mm = float(sim.kpis.get("mismatch_rate", np.nan))
         lang = sum(ci.languages.values())
         state = CityState(mm_factor=1.0 + lang * (mm if np.isfinite(mm) else 0.0) * (ci.mismatch_handle - 1.0))
-        if corrected:
-            option = _option_key(ci, cp)
-            state = replace(state, efficiency=fit_efficiency(ci, cp, option, state, sim))
+        state = replace(state, efficiency=fit_efficiency(ci, cp, _option_key(ci, cp), state, sim))
         model = evaluate_city(ci, state, self.pl, cp, solver=self.solver)
         anchor = make_anchor(ci, cp, model, sim, self.sat, corrected=corrected)
         new = make_state(ci, anchor, model, sim, corrected=corrected, mm_factor=state.mm_factor,

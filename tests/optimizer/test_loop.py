@@ -313,3 +313,31 @@ def test_the_loop_s_week_measures_every_weekday_once_after_its_warm_up(national)
     per_day = horizon_hours(week).reshape(7, 24).sum(axis=1)
     assert per_day.tolist() == [24.0] * 7
     assert loop_scenario(sc, 30.0) is sc and loop_scenario(sc, None) is sc
+
+
+def test_the_baseline_gives_the_first_programme_its_efficiency_and_miss_ratios(national):
+    """The corrections the baseline measures carry to the first plan (on March 2025 within a few
+    per cent): its efficiency makes the model's synchronous miss share the simulated one, and
+    each channel's allowed misses scale by the simulated bound over the model. The response
+    ratio did not carry (0.3 at an overloaded baseline, 1.1 at the plan) and stays 1."""
+    from optimizer.anchor import MISS_FLOOR, _sync_miss, effective_agents
+    from optimizer.loop import _Loop
+
+    sc = national(targets=REACHABLE)
+    L = _Loop(sc, solver="highs", loop_replications=3, seed=sc.seed, loop_horizon_days=None, solve_kw={},
+              log=lambda s: None, future=5)
+    base = {c: CityPlan(c) for c in sc.cities}
+    L.simulate(base, list(sc.cities), corrected=False)
+    for c in sc.cities:
+        st, sim, model, ci = L.states[c], L.points[c], L.model[c], L.inputs[c]
+        assert st.response_ratio == 1.0
+        assert st.efficiency != 1.0
+        option = model.option
+        off = {ch: float(ci.weight @ ci.option(option).offered[ch]) for ch in ci.sync_channels}
+        simulated = sum((1.0 - sim.sl_mean[ch]) * off[ch] for ch in off) / sum(off.values())
+        assert _sync_miss(ci, option, effective_agents(ci, base[c], st)) == pytest.approx(
+            simulated, abs=1e-6)
+        assert set(st.miss_ratio) == set(model.sl)
+        for ch, ratio in st.miss_ratio.items():
+            want = (1.0 - sim.sl_bound[ch]) / max(1.0 - model.sl[ch], MISS_FLOOR)
+            assert ratio == pytest.approx(min(10.0, max(0.1, want)), rel=1e-9)
