@@ -203,8 +203,8 @@ def _through_anchor(x: np.ndarray, y: np.ndarray, v0: float) -> Pieces:
     """The upper concave envelope of the sampled gains ``y`` at lever values ``x``, through the
     anchor ``v0`` (gain zero).
 
-    Where the score is convex in the lever at the anchor, the whole envelope lies above the
-    anchor's zero: on March 2025 it promised each city 0.5 to 1 point with nothing changed, so
+    Where the score is convex in the lever at the anchor, the envelope lies above the anchor's
+    gain of zero there: on March 2025 it promised each city 0.5 to 1 point with nothing changed, so
     the programme under-bought score and cities failed it in simulation iteration after
     iteration (five went to the repair). There the envelope of the side with the gains is
     taken instead: exact at the anchor and at that end of the range, above the gains between

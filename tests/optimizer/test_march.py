@@ -18,7 +18,7 @@ from simulator.calibration import model_for
 
 # The loop's path is deterministic (node limits on its programmes, simulation budgets on its
 # descent; no time limit decides anything), so this run is the run a planner gets on any machine.
-# Here (the loop's whole week, HiGHS 1.16, 2 cores): verified at 7,410,723 yuan a month in 459 s
+# Here (the loop's whole week, HiGHS 1.16, 2 cores): verified at 7,573,938 yuan a month in 294 s
 # (one verification round).
 pytestmark = pytest.mark.slow
 
