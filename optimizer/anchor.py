@@ -419,14 +419,6 @@ def make_state(ci: CityInputs, anchor: Anchor, model: ModelKpis, sim: SimPoint, 
         answered_ratio = max(0.5, 1.0 - gone / offered)
     miss = {ch: _ratio(1.0 - float(sim.sl_bound[ch]), 1.0 - float(model.sl[ch]), MISS_FLOOR)
             for ch in model.sl if ch in sim.sl_bound and np.isfinite(sim.sl_bound[ch])}
-    if not corrected:
-        return CityState(mm_factor=mm_factor, answered_ratio=answered_ratio, efficiency=efficiency,
-                         miss_ratio=miss, anchor=anchor)
-    return CityState(
-        mm_factor=mm_factor,
-        answered_ratio=answered_ratio,
-        efficiency=efficiency,
-        miss_ratio=miss,
-        response_ratio=_ratio(float(sim.response_bound_s), float(model.response_s), RESPONSE_FLOOR_S),
-        anchor=anchor,
-    )
+    response = _ratio(float(sim.response_bound_s), float(model.response_s), RESPONSE_FLOOR_S) if corrected else 1.0
+    return CityState(mm_factor=mm_factor, answered_ratio=answered_ratio, efficiency=efficiency,
+                     miss_ratio=miss, response_ratio=response, anchor=anchor)
