@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import highspy
+import numpy as np
 import pulp
+import scipy.sparse as sps
 
 from optimizer.formulation import StaffingProblem
 
@@ -116,6 +118,109 @@ def _stop_after(nodes: int, cutoff: bool) -> Callable[..., None]:
     return callback
 
 
+class _HiGHS(pulp.HiGHS):
+    """PuLP's HiGHS interface, with the model passed to HiGHS in bulk.
+
+    The same model as ``pulp.HiGHS`` builds (columns in ``LpProblem.variables()`` order, rows
+    in the problem's order, the same bounds and coefficients), so the same solve. PuLP's own
+    build scans every row for the variables three times a solve and hands HiGHS one column and
+    one row per call: a third of a March city programme's time was PuLP's, not HiGHS's. The
+    rows, kept as arrays, also check the solution (``violation``) without PuLP's loops.
+    """
+
+    def actualSolve(self, lp: pulp.LpProblem) -> int:
+        self.createAndConfigureSolver(lp)
+        self.buildSolverModel(lp)
+        self.callSolver(lp)
+        status, sol_status = self.findSolutionValues(lp)
+        lp.assignStatus(status, sol_status)
+        return status
+
+    def buildSolverModel(self, lp: pulp.LpProblem) -> None:
+        self.columns = cols = lp.variables()
+        self.rows = rows = list(lp._constraints.values())
+        for i, v in enumerate(cols):
+            v.index = i
+        inf = highspy.kHighsInf
+        sign = -1.0 if lp.sense == pulp.LpMaximize else 1.0
+        obj = lp.objective
+        self.lower = np.array([-inf if v.lowBound is None else v.lowBound for v in cols], dtype=float)
+        self.upper = np.array([inf if v.upBound is None else v.upBound for v in cols], dtype=float)
+        cost = np.array([sign * obj.get(v, 0.0) for v in cols], dtype=float)
+        start, index, value = [], [], []
+        for c in rows:
+            start.append(len(index))
+            for v, a in c.items():
+                if a != 0:
+                    index.append(v.index)
+                    value.append(a)
+        start.append(len(index))
+        self.constant = np.array([c.constant for c in rows], dtype=float)
+        self.sense = np.array([c.sense for c in rows], dtype=int)
+        self.matrix = sps.csr_matrix((np.array(value, dtype=float), np.array(index, dtype=np.int32),
+                                      np.array(start, dtype=np.int32)), shape=(len(rows), len(cols)))
+        row_lo = np.where(self.sense == pulp.LpConstraintLE, -inf, -self.constant)
+        row_up = np.where(self.sense == pulp.LpConstraintGE, inf, -self.constant)
+        h = lp.solverModel
+        none = np.zeros(0, dtype=np.int32)
+        h.addCols(len(cols), cost, self.lower, self.upper, 0, np.zeros(len(cols), dtype=np.int32), none,
+                  np.zeros(0))
+        h.addRows(len(rows), row_lo, row_up, len(index), self.matrix.indptr[:-1], self.matrix.indices,
+                  self.matrix.data)
+        ints = np.array([i for i, v in enumerate(cols) if v.cat == pulp.LpInteger], dtype=np.int32)
+        self.integers = len(ints)
+        if self.mip and len(ints):
+            h.changeColsIntegrality(len(ints), ints, np.full(len(ints), 1, dtype=np.uint8))
+
+    def findSolutionValues(self, lp: pulp.LpProblem) -> tuple[int, int]:
+        h = lp.solverModel
+        sol = h.getSolution()
+        self.x = np.array(sol.col_value, dtype=float)
+        for v, x, d in zip(self.columns, sol.col_value, sol.col_dual):
+            v.varValue, v.dj = x, d
+        for c, r, pi in zip(self.rows, sol.row_value, sol.row_dual):
+            c.slack = -(c.constant + r) if c.sense == pulp.LpConstraintLE else c.constant + r
+            c.pi = pi
+        return _status(h.getModelStatus(), h.getObjectiveValue())
+
+    def violation(self) -> float:
+        """``max_violation`` of the solution, on the arrays handed to HiGHS."""
+        x = self.x
+        worst = 0.0
+        if self.matrix.shape[0]:
+            val = self.matrix @ x + self.constant  # lhs - rhs
+            act = abs(self.matrix) @ np.abs(x)
+            viol = np.where(self.sense == pulp.LpConstraintGE, -val,
+                            np.where(self.sense == pulp.LpConstraintLE, val, np.abs(val)))
+            worst = max(worst, float(np.max(viol / (1.0 + act + np.abs(self.constant)))))
+        if len(x):
+            with np.errstate(invalid="ignore"):
+                below = np.where(np.isfinite(self.lower), self.lower - x, 0.0)
+                above = np.where(np.isfinite(self.upper), x - self.upper, 0.0)
+            worst = max(worst, float(np.max(np.maximum(below, above) / (1.0 + np.abs(x)))))
+        return worst
+
+
+_FEASIBLE = {highspy.HighsModelStatus.kObjectiveBound, highspy.HighsModelStatus.kObjectiveTarget,
+             highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kTimeLimit,
+             highspy.HighsModelStatus.kIterationLimit}
+
+
+def _status(status: highspy.HighsModelStatus, objective: float) -> tuple[int, int]:
+    """PuLP's reading of a HiGHS model status (as ``pulp.HiGHS.findSolutionValues`` reads it)."""
+    m = highspy.HighsModelStatus
+    if status == m.kOptimal:
+        return pulp.LpStatusOptimal, pulp.LpSolutionOptimal
+    if status in (m.kInfeasible, m.kUnboundedOrInfeasible):
+        return pulp.LpStatusInfeasible, pulp.LpSolutionInfeasible
+    if status == m.kUnbounded:
+        return pulp.LpStatusUnbounded, pulp.LpSolutionUnbounded
+    if status in _FEASIBLE and not (objective == float(highspy.kHighsInf)
+                                    and status in (m.kTimeLimit, m.kIterationLimit)):
+        return pulp.LpStatusOptimal, pulp.LpSolutionIntegerFeasible
+    return pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound
+
+
 def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: bool,
             threads: int | None, mip: bool = True, node_limit: int | None = None,
             cutoff: float | None = None) -> pulp.LpSolver:
@@ -129,7 +234,7 @@ def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: b
             stop["objective_bound"] = float(cutoff)
         if mip:
             stop.update(HIGHS_MIP)
-        return pulp.HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel,
+        return _HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel,
                           threads=HIGHS_THREADS if threads is None else threads, **stop)
     if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated);
         # "Stopped on nodes - objective value" reads as a feasible, unproven solution
@@ -213,7 +318,8 @@ def solve(
     cutoff = cutoff if prob.sense == pulp.LpMinimize and solver == "highs" and not relax else None
     # HiGHS is handed the objective without its constant: so is its bound
     bound = None if cutoff is None else cutoff - float(prob.objective.constant)
-    status = prob.solve(_solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes, bound))
+    slv = _solver(solver, time_limit_s, gap_rel, msg, threads, not relax, nodes, bound)
+    status = prob.solve(slv)
     wall = time.perf_counter() - t0
     name = pulp.LpStatus[status]
     sol = prob.sol_status
@@ -228,11 +334,12 @@ def solve(
     if not proven and not (accept_incumbent and feasible):
         detail = pulp.LpSolution.get(sol, str(sol))
         raise SolverError(f"{solver} returned status {name} / {detail}", name, _write_lp(prob, lp_dir))
-    variables = prob.variables()
-    worst = max_violation(prob, variables)
+    fast = isinstance(slv, _HiGHS)
+    variables = slv.columns if fast else prob.variables()
+    worst = slv.violation() if fast else max_violation(prob, variables)
     if worst > 1e-6:
         raise SolverError(f"{solver}: the returned solution violates a constraint by {worst:.2e} "
                           "(relative)", name, _write_lp(prob, lp_dir))
-    n_int = sum(1 for v in variables if v.cat == pulp.LpInteger)
+    n_int = slv.integers if fast else sum(1 for v in variables if v.cat == pulp.LpInteger)
     return Solved(solver, name, proven, float(pulp.value(prob.objective) or 0.0), wall,
                   len(prob.constraints()), len(variables), n_int)
