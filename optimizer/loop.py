@@ -131,6 +131,23 @@ def inputs_of(args: tuple[Scenario, list[str]]) -> list[CityInputs]:
     return [city_inputs(scenario, c) for c in cities]
 
 
+def refresh(args: tuple) -> tuple[CityState, ModelKpis]:
+    """A simulated city's new state and model prediction (a worker's job: the model's evaluation
+    and the satisfaction expansion took a fifth of each loop simulation's time in one process,
+    with the workers idle). Arguments ``(inputs, plan, simulated point, planning, satisfaction
+    model, solver, corrected)``: the model's evaluation at the simulated plan, then the anchor
+    and corrections there."""
+    ci, cp, sim, pl, sat, solver, corrected = args
+    mm = float(sim.kpis.get("mismatch_rate", np.nan))
+    lang = sum(ci.languages.values())
+    state = CityState(mm_factor=1.0 + lang * (mm if np.isfinite(mm) else 0.0) * (ci.mismatch_handle - 1.0))
+    state = replace(state, efficiency=fit_efficiency(ci, cp, _option_key(ci, cp), state, sim))
+    model = evaluate_city(ci, state, pl, cp, solver=solver)
+    anchor = make_anchor(ci, cp, model, sim, sat, corrected=corrected)
+    return make_state(ci, anchor, model, sim, corrected=corrected, mm_factor=state.mm_factor,
+                      efficiency=state.efficiency), model
+
+
 def loop_scenario(scenario: Scenario, horizon_days: float | None) -> Scenario:
     """The scenario the loop simulates: the warm-up, then ``horizon_days`` measured days.
 
@@ -243,7 +260,9 @@ class _Loop:
                 self.seen.setdefault(c, {})[plans[c].key()] = (
                     bool(self.table[c]["ok"].all()), plan_cost(self.sc, plans[c]), plans[c],
                     self.rep_rows[c], self.table[c])
-            self._refresh(c, plans[c], corrected)
+        jobs = [(self.inputs[c], plans[c], self.points[c], self.pl, self.sat, self.solver, corrected) for c in cities]
+        for c, (state, model) in zip(cities, pmap(refresh, jobs, self.workers)):
+            self.states[c], self.model[c] = state, model
         return wall
 
     def _frames(self, plans: Mapping[str, CityPlan], cities: list[str]) -> tuple[Scenario, pd.DataFrame, pd.DataFrame]:
@@ -312,20 +331,6 @@ class _Loop:
             _, _, _, rows, table = self.seen[c][cp.key()]
             self.rep_rows[c], self.table[c] = rows, table
         self.plans = dict(plans)
-
-    def _refresh(self, c: str, cp: CityPlan, corrected: bool) -> None:
-        """Model evaluation at the simulated plan, then the anchor and corrections there."""
-        ci, sim = self.inputs[c], self.points[c]
-        mm = float(sim.kpis.get("mismatch_rate", np.nan))
-        lang = sum(ci.languages.values())
-        state = CityState(mm_factor=1.0 + lang * (mm if np.isfinite(mm) else 0.0) * (ci.mismatch_handle - 1.0))
-        state = replace(state, efficiency=fit_efficiency(ci, cp, _option_key(ci, cp), state, sim))
-        model = evaluate_city(ci, state, self.pl, cp, solver=self.solver)
-        anchor = make_anchor(ci, cp, model, sim, self.sat, corrected=corrected)
-        new = make_state(ci, anchor, model, sim, corrected=corrected, mm_factor=state.mm_factor,
-                         efficiency=state.efficiency)
-        self.states[c] = new
-        self.model[c] = model
 
     def national_check(self) -> pd.DataFrame:
         rows = pd.concat(list(self.rep_rows.values()), ignore_index=True)
