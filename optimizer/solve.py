@@ -2,7 +2,8 @@
 
 The only module that speaks PuLP's camelCase (``timeLimit``, ``gapRel``, ``msg``). Two
 solvers: ``"cbc"`` (the CBC binary bundled with PuLP, run by ``COIN_CMD`` as a subprocess fed
-an MPS file) and ``"highs"`` (HiGHS in-process through highspy).
+an MPS file) and ``"highs"`` (HiGHS in-process through highspy, the model handed over in bulk
+by ``_HiGHS``, a subclass of PuLP's interface that builds the same model with less Python).
 
 A MIP may stop early in two ways: ``node_limit`` (HiGHS: interrupted by a callback at the first
 incumbent after that many branch-and-bound nodes; CBC: its ``maxNodes``), a limit of work, so a
