@@ -236,7 +236,7 @@ def _solver(name: str, time_limit_s: float | None, gap_rel: float | None, msg: b
         if mip:
             stop.update(HIGHS_MIP)
         return _HiGHS(mip=mip, msg=msg, timeLimit=time_limit_s, gapRel=gap_rel,
-                          threads=HIGHS_THREADS if threads is None else threads, **stop)
+                      threads=HIGHS_THREADS if threads is None else threads, **stop)
     if name == "cbc":  # the CBC binary bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated);
         # "Stopped on nodes - objective value" reads as a feasible, unproven solution
         return pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, mip=mip, msg=msg, timeLimit=time_limit_s,
