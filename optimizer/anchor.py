@@ -214,9 +214,9 @@ def _through_anchor(x: np.ndarray, y: np.ndarray, v0: float) -> Pieces:
     run cost 5 % more."""
     hull = _upper_hull(x, y)
     lift = hull.lower_envelope(v0)
-    left, right = x <= v0, x >= v0
     if lift <= 1e-12:
         return hull
+    left, right = x <= v0, x >= v0
     if not (left.any() and right.any()):  # the anchor beyond the sampled range: lowered to it
         return Pieces(hull.a - lift, hull.b)
     side = left if y[left].max() >= y[right].max() else right

@@ -126,7 +126,7 @@ class _HiGHS(pulp.HiGHS):
     in the problem's order, the same bounds and coefficients), so the same solve. PuLP's own
     build scans every row for the variables three times a solve and hands HiGHS one column and
     one row per call: a third of a March city programme's time was PuLP's, not HiGHS's. The
-    rows, kept as arrays, also check the solution (``violation``) without PuLP's loops.
+    arrays (``_Arrays``, which ``max_violation`` uses too) also check the solution.
     """
 
     def actualSolve(self, lp: pulp.LpProblem) -> int:
@@ -139,35 +139,17 @@ class _HiGHS(pulp.HiGHS):
 
     def buildSolverModel(self, lp: pulp.LpProblem) -> None:
         self.columns = cols = lp.variables()
-        self.rows = rows = list(lp._constraints.values())
-        for i, v in enumerate(cols):
-            v.index = i
-        inf = highspy.kHighsInf
+        self.rows = list(lp._constraints.values())
+        self.arrays = arr = _Arrays.of(cols, self.rows)
         sign = -1.0 if lp.sense == pulp.LpMaximize else 1.0
-        obj = lp.objective
-        self.lower = np.array([-inf if v.lowBound is None else v.lowBound for v in cols], dtype=float)
-        self.upper = np.array([inf if v.upBound is None else v.upBound for v in cols], dtype=float)
-        cost = np.array([sign * obj.get(v, 0.0) for v in cols], dtype=float)
-        start, index, value = [], [], []
-        for c in rows:
-            start.append(len(index))
-            for v, a in c.items():
-                if a != 0:
-                    index.append(v.index)
-                    value.append(a)
-        start.append(len(index))
-        self.constant = np.array([c.constant for c in rows], dtype=float)
-        self.sense = np.array([c.sense for c in rows], dtype=int)
-        self.matrix = sps.csr_matrix((np.array(value, dtype=float), np.array(index, dtype=np.int32),
-                                      np.array(start, dtype=np.int32)), shape=(len(rows), len(cols)))
-        row_lo = np.where(self.sense == pulp.LpConstraintLE, -inf, -self.constant)
-        row_up = np.where(self.sense == pulp.LpConstraintGE, inf, -self.constant)
-        h = lp.solverModel
-        none = np.zeros(0, dtype=np.int32)
-        h.addCols(len(cols), cost, self.lower, self.upper, 0, np.zeros(len(cols), dtype=np.int32), none,
-                  np.zeros(0))
-        h.addRows(len(rows), row_lo, row_up, len(index), self.matrix.indptr[:-1], self.matrix.indices,
-                  self.matrix.data)
+        cost = np.array([sign * lp.objective.get(v, 0.0) for v in cols], dtype=float)
+        inf = highspy.kHighsInf
+        h, m = lp.solverModel, arr.matrix
+        h.addCols(len(cols), cost, arr.lower, arr.upper, 0, np.zeros(len(cols), dtype=np.int32),
+                  np.zeros(0, dtype=np.int32), np.zeros(0))
+        h.addRows(m.shape[0], np.where(arr.sense == pulp.LpConstraintLE, -inf, -arr.constant),
+                  np.where(arr.sense == pulp.LpConstraintGE, inf, -arr.constant), m.nnz, m.indptr[:-1],
+                  m.indices, m.data)
         ints = np.array([i for i, v in enumerate(cols) if v.cat == pulp.LpInteger], dtype=np.int32)
         self.integers = len(ints)
         if self.mip and len(ints):
@@ -186,7 +168,43 @@ class _HiGHS(pulp.HiGHS):
 
     def violation(self) -> float:
         """``max_violation`` of the solution, on the arrays handed to HiGHS."""
-        x = self.x
+        return self.arrays.worst(self.x)
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """A problem's rows and bounds as arrays (rows in the problem's order, columns in the
+    given order, zero coefficients dropped, as HiGHS is handed them)."""
+
+    matrix: sps.csr_matrix
+    constant: np.ndarray  # each row's lhs constant: lhs - rhs = matrix @ x + constant
+    sense: np.ndarray
+    lower: np.ndarray  # column bounds, infinite where PuLP has none
+    upper: np.ndarray
+
+    @classmethod
+    def of(cls, cols: list[pulp.LpVariable], rows: list[pulp.LpConstraint]) -> _Arrays:
+        pos = {v.name: i for i, v in enumerate(cols)}
+        start, index, value, constant, sense = [], [], [], [], []
+        for c in rows:
+            start.append(len(index))
+            constant.append(c.constant)
+            sense.append(c.sense)
+            for v, a in c.items():
+                if a != 0:
+                    index.append(pos[v.name])
+                    value.append(a)
+        start.append(len(index))
+        inf = highspy.kHighsInf
+        matrix = sps.csr_matrix((np.array(value, dtype=float), np.array(index, dtype=np.int32),
+                                 np.array(start, dtype=np.int32)), shape=(len(rows), len(cols)))
+        return cls(matrix, np.array(constant, dtype=float), np.array(sense, dtype=int),
+                   np.array([-inf if v.lowBound is None else v.lowBound for v in cols], dtype=float),
+                   np.array([inf if v.upBound is None else v.upBound for v in cols], dtype=float))
+
+    def worst(self, x: np.ndarray) -> float:
+        """Largest violation of a row or bound at ``x``, relative to the row's size
+        (``1 + sum |a_j x_j| + |b|``) or the value's (``1 + |x|``)."""
         worst = 0.0
         if self.matrix.shape[0]:
             val = self.matrix @ x + self.constant  # lhs - rhs
@@ -254,24 +272,9 @@ def _write_lp(prob: pulp.LpProblem, lp_dir: str | os.PathLike[str] | None) -> st
 
 def max_violation(prob: pulp.LpProblem, variables: list | None = None) -> float:
     """Largest violation of a row or bound, relative to the row's size (``1 + sum |a_j x_j| + |b|``)."""
-    worst = 0.0
-    for c in prob.constraints():
-        act = sum(abs(a * (v.varValue or 0.0)) for v, a in c.items())
-        val = c.value()  # lhs - rhs
-        if c.sense == pulp.LpConstraintGE:
-            viol = -val
-        elif c.sense == pulp.LpConstraintLE:
-            viol = val
-        else:
-            viol = abs(val)
-        worst = max(worst, viol / (1.0 + act + abs(c.constant)))
-    for v in variables if variables is not None else prob.variables():
-        x = v.varValue or 0.0
-        if v.lowBound is not None:
-            worst = max(worst, (v.lowBound - x) / (1.0 + abs(x)))
-        if v.upBound is not None:
-            worst = max(worst, (x - v.upBound) / (1.0 + abs(x)))
-    return worst
+    cols = variables if variables is not None else prob.variables()
+    x = np.array([v.varValue or 0.0 for v in cols], dtype=float)
+    return _Arrays.of(cols, prob.constraints()).worst(x)
 
 
 def solve(
