@@ -212,10 +212,10 @@ class Calibration:
             "national scores",
             self.fit.national.to_string(index=False, float_format=lambda v: f"{v:7.2f}"),
             "",
-            f"max |residual|: cities {self.fit.cities['residual'].abs().max():.2f}, "
+            (f"max |residual|: cities {self.fit.cities['residual'].abs().max():.2f}, "
             f"national {self.fit.national['residual'].abs().max():.2f}; "
             f"leave-one-out mean |error| {self.loo['error'].abs().mean():.2f}, "
-            f"max {self.loo['error'].abs().max():.2f}",
+            f"max {self.loo['error'].abs().max():.2f}"),
         ]
         return "\n".join(lines)
 

@@ -160,7 +160,7 @@ class Model:
         self.group_rows.append((node, gid, g.employment, g.name, g.headcount, g.certification, staffed))
 
     # -- scheduling helpers ----------------------------------------------------------------
-    def at(self, when: float, fn, arg) -> None:  # noqa: ANN001 - SimPy callback plumbing
+    def at(self, when: float, fn, arg) -> None:
         """Call ``fn(arg)`` at time ``when`` (or now, if that is past)."""
         delay = when - self.env.now
         self.later(delay if delay > 0.0 else 0.0, fn, arg)  # noqa: FURB136 - no max() call
@@ -299,7 +299,7 @@ class Model:
             if g.random() < self.sc.resolution.recontact_probability:
                 self.again(t, RECONTACT, end + self.draw_recontact(g))
         # a timeout can land one rounding step before its target time: never a negative wait
-        self.rec.add(t, now if now > t.arrival_s else t.arrival_s, ANSWERED, flags, a.group)
+        self.rec.add(t, now if now > t.arrival_s else t.arrival_s, ANSWERED, flags, a.group)  # noqa: FURB136
         a.busy_s += _clip(now, end, self.warmup_s, self.horizon_s)
         return h
 
@@ -405,7 +405,7 @@ def shift_intervals(shift: Shift, start_weekday: str, horizon_s: float) -> list[
     first = WEEKDAY_INDEX[start_weekday]
     days = {WEEKDAY_INDEX[d] for d in shift.days}
     out: list[tuple[float, float]] = []
-    for d in range(-1, int(math.ceil(horizon_s / DAY)) + 1):
+    for d in range(-1, math.ceil(horizon_s / DAY) + 1):
         if (first + d) % 7 not in days:
             continue
         s = d * DAY + shift.start_h * HOUR

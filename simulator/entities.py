@@ -32,8 +32,8 @@ class Ticket:
     """One contact waiting for, or being served by, an agent."""
 
     __slots__ = (
-        "arrival_s", "deadline_s", "handle_s", "u_resolve", "city", "channel", "ttype",
-        "tier", "lang", "kind", "attempt", "cls", "state", "retry", "overflowed",
+        "arrival_s", "attempt", "channel", "city", "cls", "deadline_s", "handle_s", "kind", "lang",
+        "overflowed", "retry", "state", "tier", "ttype", "u_resolve",
     )
 
     def __init__(
@@ -72,8 +72,8 @@ class Agent:
     """An agent of a group; ``wake`` is its actor's step that ends an idle spell (``AgentShifts``)."""
 
     __slots__ = (
-        "group", "home", "languages", "handle_mult", "fcr_mult", "fcr_add", "certification",
-        "wake", "on_shift", "busy_s", "overtime_s",
+        "busy_s", "certification", "fcr_add", "fcr_mult", "group", "handle_mult", "home",
+        "languages", "on_shift", "overtime_s", "wake",
     )
 
     def __init__(
@@ -118,7 +118,7 @@ def _unpack(code: np.ndarray) -> dict[str, np.ndarray]:
 class Recorder:
     """Columnar, append-only record of every contact's fate."""
 
-    __slots__ = ("city", "code", "arrival_s", "answer_s", "outcome", "flags", "group", "_book", "_appends")
+    __slots__ = ("_appends", "_book", "answer_s", "arrival_s", "city", "code", "flags", "group", "outcome")
 
     # flags bits
     RESOLVED, MISMATCH, OVERFLOW = 1, 2, 4

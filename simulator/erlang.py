@@ -23,6 +23,7 @@ answered iff ``V`` beats its own ``Exp(theta)`` patience.  Tilting by
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -314,7 +315,7 @@ def priority_mean_waits(agents: int, arrival_rates: Sequence[float], aht_s: floa
     sigma = np.concatenate([[0.0], np.cumsum(rates) / capacity])
     return [
         float(residual / ((1.0 - lo) * (1.0 - hi))) if hi < 1.0 else math.inf
-        for lo, hi in zip(sigma[:-1], sigma[1:])
+        for lo, hi in itertools.pairwise(sigma)
     ]
 
 

@@ -40,7 +40,15 @@ from scipy import stats
 
 from simulator.engine import RunResult, simulate
 from simulator.entities import (
-    ABANDONED, ANSWERED, DEFLECTED, LOST, OUTAGE_RETURN, PRIMARY, RECONTACT, RETRY, UNSERVED,
+    ABANDONED,
+    ANSWERED,
+    DEFLECTED,
+    LOST,
+    OUTAGE_RETURN,
+    PRIMARY,
+    RECONTACT,
+    RETRY,
+    UNSERVED,
 )
 from simulator.scenario import Scenario
 

@@ -37,7 +37,7 @@ def stream(root: int, purpose: str, replication: int, city: str, source: str) ->
 class CityStreams:
     """Lazily created generators for one city, one replication."""
 
-    __slots__ = ("_root", "_purpose", "_rep", "_city", "_cache")
+    __slots__ = ("_cache", "_city", "_purpose", "_rep", "_root")
 
     def __init__(self, root: int, purpose: str, replication: int, city: str) -> None:
         if purpose not in PURPOSE:
