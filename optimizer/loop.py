@@ -41,7 +41,7 @@ import pandas as pd
 from optimizer.anchor import CityState, ModelKpis, SimPoint, fit_efficiency, make_anchor, make_state
 from optimizer.coordinate import Coordinated, evaluate_city, solve_plan
 from optimizer.inputs import CityInputs, city_inputs, horizon_hours
-from optimizer.parallel import pmap, split
+from optimizer.parallel import pmap, share, split
 from optimizer.plan import CityPlan, Plan, apply_plan, plan_cost
 from optimizer.solve import Infeasible
 from optimizer.verify import (
@@ -201,7 +201,8 @@ class _Loop:
         self.sat: SatisfactionModel = model_for(scenario)
         groups = split(list(scenario.cities), lambda c: scenario.cities[c].tickets_per_day, workers)
         done = {ci.city: ci for part in pmap(inputs_of, [(scenario, g) for g in groups], workers) for ci in part}
-        self.inputs: dict[str, CityInputs] = {c: done[c] for c in scenario.cities}
+        # every pricing pass and refresh sends a city its inputs: by name, after the first time
+        self.inputs: dict[str, CityInputs] = {c: share(done[c]) if workers > 1 else done[c] for c in scenario.cities}
         self.states: dict[str, CityState] = {}
         self.points: dict[str, SimPoint] = {}
         self.rep_rows: dict[str, pd.DataFrame] = {}  # city -> per replication offered, score

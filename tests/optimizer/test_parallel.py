@@ -1,16 +1,22 @@
-"""``pmap``: results in the order of the items; spawned pools kept, reused and closed at exit."""
+"""``pmap``: results in the order of the items; spawned pools kept, reused and closed at exit;
+shared values sent by name."""
 
 from __future__ import annotations
 
+import gc
+import os
+import pickle
 import subprocess
 import sys
 import textwrap
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer.parallel import pmap, split
+from optimizer.parallel import _LOADED, _SHARED, _load, pmap, share, split
+from optimizer.plan import CityPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +40,34 @@ def test_a_spawned_pool_is_started_once_and_closed_quietly_at_exit():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[1, 2, 3] [4, 5] True"
     assert "ResourceWarning" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+
+
+def _big() -> CityPlan:
+    return CityPlan("Big", hires={f"pattern{i}": i for i in range(20_000)})
+
+
+def test_a_shared_value_travels_to_the_workers_as_a_name_and_arrives_whole():
+    plan = share(_big())
+    assert len(ForkingPickler.dumps(plan)) < 300 and len(pickle.dumps(plan)) > 100_000  # a name, not the value
+    assert pmap(repr, [plan, plan, plan], 2) == [repr(plan)] * 3
+    never = _big()  # the same type, not shared: whole, as before
+    assert len(ForkingPickler.dumps(never)) > 100_000 and pickle.loads(ForkingPickler.dumps(never)) == never
+    path = _SHARED[id(plan)][1]
+    assert os.path.exists(path)
+    del plan
+    gc.collect()
+    assert not os.path.exists(path)  # its file goes with it
+
+
+def test_a_worker_keeps_a_shared_value_only_while_its_file_exists(tmp_path):
+    a, b = str(tmp_path / "a.pkl"), str(tmp_path / "b.pkl")
+    for path, value in ((a, [1]), (b, [2])):
+        with open(path, "wb") as f:
+            pickle.dump(value, f)
+    first = _load(a)
+    assert first == [1] and _load(a) is first  # unpickled once
+    os.remove(a)
+    assert _load(b) == [2] and a not in _LOADED  # the next load drops what is gone
 
 
 @settings(max_examples=80, deadline=None)
