@@ -34,7 +34,7 @@ from optimizer.parallel import pmap, split
 from optimizer.plan import Plan, apply_plan, local_languages
 from simulator.calibration import city_means, model_for
 from simulator.engine import components
-from simulator.kpi import Replications, replicate
+from simulator.kpi import Replications, replicate, replication_kpis
 from simulator.satisfaction import SatisfactionModel, features
 from simulator.scenario import Scenario, Targets
 
@@ -262,13 +262,6 @@ def in_run_order(f: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
                          kind="stable", ignore_index=True)
 
 
-def _one(args: tuple) -> list[pd.DataFrame]:
-    """One replication's KPI frames of some cities (runs in a worker process)."""
-    scenario, root, purpose, rep, cities = args
-    reps = replicate(scenario, rep + 1, seed=root, purpose=purpose, cities=cities, groupings=GROUPINGS, start=rep)
-    return [reps.kpis(by) for by in GROUPINGS]
-
-
 def replicate_parallel(scenario: Scenario, n: int, seed: int, purpose: str, workers: int) -> Replications:
     """``simulator.kpi.replicate`` over ``workers`` processes (same replications, same numbers).
 
@@ -283,7 +276,8 @@ def replicate_parallel(scenario: Scenario, n: int, seed: int, purpose: str, work
                    workers)
     cities = [[c for comp in g for c in comp] for g in groups]
     jobs = [(r, i) for r in range(n) for i in range(len(groups))]
-    done = dict(zip(jobs, pmap(_one, [(scenario, seed, purpose, r, cities[i]) for r, i in jobs], workers)))
+    done = dict(zip(jobs, pmap(replication_kpis, [(scenario, seed, purpose, r, cities[i], GROUPINGS)
+                                                  for r, i in jobs], workers)))
     reps = Replications(scenario, seed, purpose)
     for k, by in enumerate(GROUPINGS):
         frames = []

@@ -14,14 +14,11 @@ from typing import Any
 import pandas as pd
 
 from simulator.calibration import model_for
-from simulator.kpi import replicate, summarize
+from simulator.kpi import Mapper, replication_kpis, summarize
 from simulator.satisfaction import score_replications
 from simulator.scenario import Scenario
 
 SCORE_COLUMNS = ("response_speed", "resolution", "attitude", "follow_up", "overall")
-
-
-Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list]
 
 
 def _serial(fn: Callable[[Any], Any], items: Sequence[Any], progress: bool = False) -> list:
@@ -32,21 +29,14 @@ def _serial(fn: Callable[[Any], Any], items: Sequence[Any], progress: bool = Fal
     return [fn(x) for x in items]
 
 
-def _replication(args: tuple[Scenario, int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """City and national KPIs of one replication (a job for a worker)."""
-    scenario, seed, rep = args
-    reps = replicate(scenario, rep + 1, seed=seed, groupings=(("city",), ()), start=rep)
-    return reps.kpis(("city",)), reps.kpis(())
-
-
 def per_replications(scenarios: Sequence[Scenario], replications: int, seed: int, progress: bool = False,
                      map_fn: Mapper | None = None) -> list[pd.DataFrame]:
     """Per scenario: KPIs and satisfaction scores per replication and city (national rows as
     ``ALL``). The replications are independent jobs for ``map_fn`` (a process pool's map, say:
     the caller owns the workers; default one by one in this process, with a progress bar if
     ``progress``)."""
-    jobs = [(sc, seed, r) for sc in scenarios for r in range(replications)]
-    out = map_fn(_replication, jobs) if map_fn is not None else _serial(_replication, jobs, progress)
+    jobs = [(sc, seed, "run", r, None, (("city",), ())) for sc in scenarios for r in range(replications)]
+    out = map_fn(replication_kpis, jobs) if map_fn is not None else _serial(replication_kpis, jobs, progress)
     frames = []
     for i, sc in enumerate(scenarios):
         mine = out[i * replications:(i + 1) * replications]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,8 @@ from simulator.entities import (
     UNSERVED,
 )
 from simulator.scenario import Scenario
+
+Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list]  # a process pool's map, say
 
 KPI_COLUMNS = (
     "offered", "to_agents", "first_response_mean_s", "first_response_median_s",
@@ -223,15 +226,27 @@ def replicate(
     sink: Callable[[RunResult], None] | None = None,
     progress: bool = False,
     start: int = 0,
+    map_fn: Mapper | None = None,
 ) -> Replications:
     """Run replications ``start``..n-1 and keep their KPIs; records go to ``sink`` and are dropped.
 
     A replication's numbers do not depend on the others, so runs of 0..k-1 and k..n-1 together
-    give exactly the frames of one run of 0..n-1 (a search can look at a few first)."""
+    give exactly the frames of one run of 0..n-1 (a search can look at a few first), and
+    ``map_fn`` (a process pool's map: the caller owns the workers) can run them as separate
+    jobs (``replication_kpis``) with the same frames. The records then stay in the workers, so
+    ``map_fn`` takes no ``sink``."""
     n = scenario.replications if replications is None else replications
     root = scenario.seed if seed is None else seed
     reps = Replications(scenario, root, purpose)
     groupings = [tuple(g) for g in groupings]
+    if map_fn is not None:
+        if sink is not None:
+            raise ValueError("replicate: a sink needs the records, which stay in the workers of map_fn")
+        wanted = None if cities is None else list(cities)
+        out = map_fn(replication_kpis, [(scenario, root, purpose, r, wanted, groupings) for r in range(start, n)])
+        for k, by in enumerate(groupings):
+            reps.frames[by] = [frames[k] for frames in out]
+        return reps
     it: Iterable[int] = range(start, n)
     if progress:
         from tqdm import tqdm
@@ -243,3 +258,11 @@ def replicate(
         if sink is not None:
             sink(run)
     return reps
+
+
+def replication_kpis(args: tuple) -> list[pd.DataFrame]:
+    """One replication's KPI frames, one per grouping: a job for a worker, everything it needs
+    in ``args`` (scenario, root seed, purpose, replication, cities or None, groupings)."""
+    scenario, seed, purpose, rep, cities, groupings = args
+    reps = replicate(scenario, rep + 1, seed=seed, purpose=purpose, cities=cities, groupings=groupings, start=rep)
+    return [reps.kpis(by) for by in groupings]

@@ -7,6 +7,8 @@ check is out of sample for the randomness (the scores are still in-sample for th
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -27,9 +29,12 @@ pytestmark = pytest.mark.slow
 
 @cache
 def _baseline() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-replication city KPIs and scores of the whole month (computed once per session)."""
+    """Per-replication city KPIs and scores of the whole month (computed once per session, the
+    replications on two spawned workers)."""
     sc = load_scenario(BASELINE)
-    reps = replicate(sc, REPLICATIONS, purpose="run", groupings=(("city",),))
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        reps = replicate(sc, REPLICATIONS, purpose="run", groupings=(("city",),),
+                         map_fn=lambda fn, jobs: list(pool.map(fn, jobs)))
     per_rep = reps.kpis(("city",))
     per_rep["city"] = per_rep["city"].astype(str)
     model = model_for(sc)
