@@ -276,7 +276,7 @@ def replicate_parallel(scenario: Scenario, n: int, seed: int, purpose: str, work
                    workers)
     cities = [[c for comp in g for c in comp] for g in groups]
     jobs = [(r, i) for r in range(n) for i in range(len(groups))]
-    done = dict(zip(jobs, pmap(replication_kpis, [(scenario, seed, purpose, r, cities[i], GROUPINGS)
+    done = dict(zip(jobs, pmap(replication_kpis, [(scenario, seed, purpose, r, cities[i], GROUPINGS, None)
                                                   for r, i in jobs], workers)))
     reps = Replications(scenario, seed, purpose)
     for k, by in enumerate(GROUPINGS):

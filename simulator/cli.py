@@ -20,17 +20,20 @@ a typer app (added as a sub-command group) or a function called with ``app``.
 from __future__ import annotations
 
 import functools
+import multiprocessing as mp
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from simulator.kpi import replicate
+from simulator.kpi import Mapper, replicate
 from simulator.loader import ScenarioError, dump_scenario, load_scenario
 from simulator.report import city_summary, kpi_table, scenario_line
 from simulator.rundir import RunDir, now_utc
@@ -92,6 +95,31 @@ def validate(
     return EXIT_OK
 
 
+WorkersOption = Annotated[
+    int, typer.Option(min=1, help="Processes running the replications (the numbers do not change).")
+]
+
+
+@contextmanager
+def _pool_map(workers: int, progress: bool, desc: str) -> Iterator[Mapper | None]:
+    """An ordered map over ``workers`` spawned processes (None for one: this process), with a
+    progress bar on stderr if ``progress``."""
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+
+        def map_fn(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list:
+            done = pool.map(fn, jobs)
+            if progress:
+                from tqdm import tqdm
+
+                done = tqdm(done, total=len(jobs), desc=desc, unit="rep")
+            return list(done)
+
+        yield map_fn
+
+
 @app.command("simulate")
 def simulate_command(
     ctx: typer.Context,
@@ -119,6 +147,7 @@ def simulate_command(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    workers: WorkersOption = 1,
 ) -> int:
     """Run replications of a scenario and print mean ± 95 % half-width of key KPIs by city."""
     started, t0 = now_utc(), time.perf_counter()
@@ -129,7 +158,8 @@ def simulate_command(
     run_dir = RunDir(out) if out is not None else None
     if run_dir is not None:
         run_dir.write_text("scenario.resolved.yaml", dump_scenario(sc))
-    reps = replicate(sc, n, seed=root, cities=wanted, sink=run_dir, progress=progress)
+    with _pool_map(workers, progress, f"simulating {sc.name}") as map_fn:
+        reps = replicate(sc, n, seed=root, cities=wanted, sink=run_dir, progress=progress, map_fn=map_fn)
     summary = city_summary(reps)
     typer.echo(f"{sc.name}: {n} replications, seed {root}; mean ± 95 % half-width")
     typer.echo(kpi_table(summary))
@@ -150,7 +180,7 @@ def simulate_command(
             "started_utc": started,
             "wall_s": round(time.perf_counter() - t0, 3),
         })
-        typer.echo(f"wrote {out}/ ({len(run_dir.written)} files)")
+        typer.echo(f"wrote {out}/ ({len(run_dir.files())} files)")
     return EXIT_OK
 
 
@@ -198,6 +228,7 @@ def compare_command(
         Path | None, typer.Option("--out", "-o", dir_okay=False, help="Write the full comparison as CSV.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    workers: WorkersOption = 1,
 ) -> int:
     """Run BASE and WHATIF under common random numbers; print each city's changes with 95 % CIs."""
     from simulator.compare import compare, verdict
@@ -206,7 +237,8 @@ def compare_command(
     a, b = load_scenario(base), load_scenario(whatif)
     n = replications or max(a.replications, b.replications)
     root = a.seed if seed is None else seed
-    table = compare(a, b, n, root, progress=progress)
+    with _pool_map(workers, progress, "simulating") as map_fn:
+        table = compare(a, b, n, root, progress=progress, map_fn=map_fn)
     typer.echo(f"{b.name} vs {a.name}: {n} paired replications, seed {root}; "
                "change = what-if - base, * = significant at 95 %")
     typer.echo(comparison_table(table, a))

@@ -35,7 +35,7 @@ def per_replications(scenarios: Sequence[Scenario], replications: int, seed: int
     ``ALL``). The replications are independent jobs for ``map_fn`` (a process pool's map, say:
     the caller owns the workers; default one by one in this process, with a progress bar if
     ``progress``)."""
-    jobs = [(sc, seed, "run", r, None, (("city",), ())) for sc in scenarios for r in range(replications)]
+    jobs = [(sc, seed, "run", r, None, (("city",), ()), None) for sc in scenarios for r in range(replications)]
     out = map_fn(replication_kpis, jobs) if map_fn is not None else _serial(replication_kpis, jobs, progress)
     frames = []
     for i, sc in enumerate(scenarios):

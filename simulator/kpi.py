@@ -233,17 +233,16 @@ def replicate(
     A replication's numbers do not depend on the others, so runs of 0..k-1 and k..n-1 together
     give exactly the frames of one run of 0..n-1 (a search can look at a few first), and
     ``map_fn`` (a process pool's map: the caller owns the workers) can run them as separate
-    jobs (``replication_kpis``) with the same frames. The records then stay in the workers, so
-    ``map_fn`` takes no ``sink``."""
+    jobs (``replication_kpis``) with the same frames. The records then stay in the workers:
+    each calls its own copy of ``sink`` (a ``RunDir`` writes files, so it can be copied)."""
     n = scenario.replications if replications is None else replications
     root = scenario.seed if seed is None else seed
     reps = Replications(scenario, root, purpose)
     groupings = [tuple(g) for g in groupings]
     if map_fn is not None:
-        if sink is not None:
-            raise ValueError("replicate: a sink needs the records, which stay in the workers of map_fn")
         wanted = None if cities is None else list(cities)
-        out = map_fn(replication_kpis, [(scenario, root, purpose, r, wanted, groupings) for r in range(start, n)])
+        out = map_fn(replication_kpis, [(scenario, root, purpose, r, wanted, groupings, sink)
+                                        for r in range(start, n)])
         for k, by in enumerate(groupings):
             reps.frames[by] = [frames[k] for frames in out]
         return reps
@@ -262,7 +261,9 @@ def replicate(
 
 def replication_kpis(args: tuple) -> list[pd.DataFrame]:
     """One replication's KPI frames, one per grouping: a job for a worker, everything it needs
-    in ``args`` (scenario, root seed, purpose, replication, cities or None, groupings)."""
-    scenario, seed, purpose, rep, cities, groupings = args
-    reps = replicate(scenario, rep + 1, seed=seed, purpose=purpose, cities=cities, groupings=groupings, start=rep)
+    in ``args`` (scenario, root seed, purpose, replication, cities or None, groupings, sink or
+    None)."""
+    scenario, seed, purpose, rep, cities, groupings, sink = args
+    reps = replicate(scenario, rep + 1, seed=seed, purpose=purpose, cities=cities, groupings=groupings,
+                     sink=sink, start=rep)
     return [reps.kpis(by) for by in groupings]

@@ -3,8 +3,9 @@
 Every file is written to a temporary file in the same directory and moved into place with
 ``os.replace``, so a reader never sees half a file and an interrupted run never leaves one.
 Per-ticket records go to ``records/rep-NNN.parquet`` one replication at a time (``RunDir``
-is the ``sink`` of ``replicate``), so memory holds one replication's records at most.
-``run.json`` is written last: its presence marks a complete run.
+is the ``sink`` of ``replicate``), so memory holds one replication's records at most; a
+worker process can write its own replications (the directory, not the object, knows which
+are there). ``run.json`` is written last: its presence marks a complete run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from simulator.engine import RunResult
 from simulator.streams import PURPOSE, SOURCE
@@ -84,8 +86,7 @@ class RunDir:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.written: list[Path] = []
-        self.record_rows = 0
+        self.written: list[Path] = []  # files other than the records
         (self.root / RECORDS).mkdir(parents=True, exist_ok=True)
         for old in (self.root / RECORDS).glob("rep-[0-9]*.parquet"):  # a previous run's
             old.unlink()
@@ -117,8 +118,12 @@ class RunDir:
         frame = run.records
         frame = frame.assign(replication=run.replication)
         path = self.root / RECORDS / f"rep-{run.replication:03d}.parquet"
-        self._done(atomic_write(path, lambda p: frame.to_parquet(p, engine="pyarrow", index=False)))
-        self.record_rows += len(frame)
+        atomic_write(path, lambda p: frame.to_parquet(p, engine="pyarrow", index=False))
+
+    @property
+    def records(self) -> list[Path]:
+        """This run's record files, by replication (a previous run's were removed at the start)."""
+        return sorted((self.root / RECORDS).glob("rep-[0-9]*.parquet"))
 
     def finish(self, meta: dict[str, Any]) -> Path:
         """Write ``run.json``: ``meta`` plus streams, versions, record count and file list."""
@@ -126,15 +131,15 @@ class RunDir:
             **meta,
             "streams": stream_scheme(),
             "versions": package_versions(),
-            "record_rows": self.record_rows,
+            "record_rows": sum(pq.ParquetFile(p).metadata.num_rows for p in self.records),
             "finished_utc": now_utc(),
             "files": self.files() + ["run.json"],
         }
         return self.write_json("run.json", meta)
 
     def files(self) -> list[str]:
-        """Written files, relative to the directory, in order."""
-        return [str(p.relative_to(self.root)) for p in self.written]
+        """Written files, relative to the directory: the others in order, then the records."""
+        return [str(p.relative_to(self.root)) for p in self.written + self.records]
 
 
 def now_utc() -> str:

@@ -224,6 +224,40 @@ def test_rerun_into_the_same_directory_drops_stale_records(capsys, tmp_path: Pat
     assert json.loads((out_dir / "run.json").read_text())["cities"] == ["Urumqi"]
 
 
+def test_simulate_on_two_workers_writes_the_same_run(capsys, tmp_path: Path) -> None:
+    """``--workers 2``: the replications run in spawned processes, each writing its own records."""
+    outs, dirs = [], []
+    for workers in (1, 2):
+        out_dir = tmp_path / f"workers{workers}"
+        rc, out, err = run(capsys, "simulate", SMALL, "-n", "3", "--seed", "5", "--workers", str(workers),
+                           "--no-progress", "-o", out_dir)
+        assert rc == 0, err
+        outs.append(out.replace(str(out_dir), "DIR"))
+        dirs.append(out_dir)
+    assert outs[0] == outs[1]  # the same KPI table, the same file count
+    one, two = dirs
+    for name in ("kpis_city.csv", "kpis_summary.csv"):
+        assert (one / name).read_text() == (two / name).read_text()
+    for rep in range(3):
+        name = f"records/rep-{rep:03d}.parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(one / name), pd.read_parquet(two / name), check_exact=True)
+    meta = [json.loads((d / "run.json").read_text()) for d in dirs]
+    assert meta[0]["files"] == meta[1]["files"] and "records/rep-002.parquet" in meta[0]["files"]
+    assert meta[0]["record_rows"] == meta[1]["record_rows"] == sum(
+        len(pd.read_parquet(one / f"records/rep-{rep:03d}.parquet")) for rep in range(3))
+
+
+def test_compare_on_two_workers_prints_the_same_comparison(capsys, tmp_path: Path) -> None:
+    whatif = tmp_path / "urumqi_bot.yaml"
+    whatif.write_text(f"base: {SMALL}\nname: urumqi-bot\npatch:\n  cities:\n    Urumqi: {{chatbot_penetration: 0.5}}\n")
+    outs = []
+    for workers in (1, 2):
+        rc, out, err = run(capsys, "compare", SMALL, whatif, "-n", "3", "--workers", str(workers), "--no-progress")
+        assert rc == 0, err
+        outs.append(out)
+    assert outs[0] == outs[1] and "Urumqi" in outs[0] and "verdict:" in outs[0]
+
+
 def test_installed_console_script(tmp_path: Path) -> None:
     exe = shutil.which("capplan")
     if exe is None:

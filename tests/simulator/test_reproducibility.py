@@ -161,8 +161,6 @@ def test_replications_on_workers_give_the_frames_of_one_process(three_city):
     for by in groupings:
         pd.testing.assert_frame_equal(pooled.kpis(by), serial.kpis(by), check_exact=True)
     assert sorted(pooled.kpis(())["replication"]) == [1, 2, 3]
-    with pytest.raises(ValueError, match="sink"):  # the records stay in the workers
-        replicate(three_city, 2, sink=lambda run: None, map_fn=lambda fn, jobs: [fn(j) for j in jobs])
 
 
 _CHILD = r"""
