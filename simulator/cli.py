@@ -20,20 +20,17 @@ a typer app (added as a sub-command group) or a function called with ``app``.
 from __future__ import annotations
 
 import functools
-import multiprocessing as mp
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from simulator.kpi import Mapper, replicate
+from simulator.kpi import process_map, replicate
 from simulator.loader import ScenarioError, dump_scenario, load_scenario
 from simulator.report import city_summary, kpi_table, scenario_line
 from simulator.rundir import RunDir, now_utc
@@ -100,26 +97,6 @@ WorkersOption = Annotated[
 ]
 
 
-@contextmanager
-def _pool_map(workers: int, progress: bool, desc: str) -> Iterator[Mapper | None]:
-    """An ordered map over ``workers`` spawned processes (None for one: this process), with a
-    progress bar on stderr if ``progress``."""
-    if workers <= 1:
-        yield None
-        return
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-
-        def map_fn(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list:
-            done = pool.map(fn, jobs)
-            if progress:
-                from tqdm import tqdm
-
-                done = tqdm(done, total=len(jobs), desc=desc, unit="rep")
-            return list(done)
-
-        yield map_fn
-
-
 @app.command("simulate")
 def simulate_command(
     ctx: typer.Context,
@@ -158,7 +135,7 @@ def simulate_command(
     run_dir = RunDir(out) if out is not None else None
     if run_dir is not None:
         run_dir.write_text("scenario.resolved.yaml", dump_scenario(sc))
-    with _pool_map(workers, progress, f"simulating {sc.name}") as map_fn:
+    with process_map(workers, progress, f"simulating {sc.name}") as map_fn:
         reps = replicate(sc, n, seed=root, cities=wanted, sink=run_dir, progress=progress, map_fn=map_fn)
     summary = city_summary(reps)
     typer.echo(f"{sc.name}: {n} replications, seed {root}; mean ± 95 % half-width")
@@ -237,7 +214,7 @@ def compare_command(
     a, b = load_scenario(base), load_scenario(whatif)
     n = replications or max(a.replications, b.replications)
     root = a.seed if seed is None else seed
-    with _pool_map(workers, progress, "simulating") as map_fn:
+    with process_map(workers, progress, "simulating") as map_fn:
         table = compare(a, b, n, root, progress=progress, map_fn=map_fn)
     typer.echo(f"{b.name} vs {a.name}: {n} paired replications, seed {root}; "
                "change = what-if - base, * = significant at 95 %")

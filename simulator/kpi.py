@@ -31,7 +31,10 @@ Definitions (contacts arriving after the warm-up; times in seconds):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import multiprocessing as mp
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -267,3 +270,23 @@ def replication_kpis(args: tuple) -> list[pd.DataFrame]:
     reps = replicate(scenario, rep + 1, seed=seed, purpose=purpose, cities=cities, groupings=groupings,
                      sink=sink, start=rep)
     return [reps.kpis(by) for by in groupings]
+
+
+@contextmanager
+def process_map(workers: int, progress: bool = False, desc: str = "simulating") -> Iterator[Mapper | None]:
+    """A ``map_fn`` for ``replicate`` and ``compare``: an ordered map over ``workers`` spawned
+    processes (None for one: this process), with a progress bar on stderr if ``progress``."""
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+
+        def map_fn(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list:
+            done = pool.map(fn, jobs)
+            if progress:
+                from tqdm import tqdm
+
+                done = tqdm(done, total=len(jobs), desc=desc, unit="rep")
+            return list(done)
+
+        yield map_fn

@@ -7,8 +7,6 @@ check is out of sample for the randomness (the scores are still in-sample for th
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pandas as pd
 import pytest
 
 from simulator.calibration import model_for, survey_weights
-from simulator.kpi import replicate, t_interval
+from simulator.kpi import process_map, replicate, t_interval
 from simulator.loader import load_scenario
 from simulator.satisfaction import DIMENSIONS, national
 
@@ -32,9 +30,8 @@ def _baseline() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-replication city KPIs and scores of the whole month (computed once per session, the
     replications on two spawned workers)."""
     sc = load_scenario(BASELINE)
-    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
-        reps = replicate(sc, REPLICATIONS, purpose="run", groupings=(("city",),),
-                         map_fn=lambda fn, jobs: list(pool.map(fn, jobs)))
+    with process_map(2) as map_fn:
+        reps = replicate(sc, REPLICATIONS, purpose="run", groupings=(("city",),), map_fn=map_fn)
     per_rep = reps.kpis(("city",))
     per_rep["city"] = per_rep["city"].astype(str)
     model = model_for(sc)

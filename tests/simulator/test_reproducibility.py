@@ -13,18 +13,16 @@ on the other cities of the scenario or on Python's hash randomisation. So:
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from simulator import simulate
-from simulator.kpi import replicate
+from simulator.kpi import process_map, replicate
 from simulator.scenario import AgentGroup, City, Routing, Scenario, Shift
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,9 +153,8 @@ def test_replications_on_workers_give_the_frames_of_one_process(three_city):
     """``replicate(map_fn=...)``: the same replications as separate jobs on spawned workers."""
     groupings = (("city",), ("city", "channel"), ())
     serial = replicate(three_city, 4, seed=6, purpose="verify", groupings=groupings, start=1)
-    with ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
-        pooled = replicate(three_city, 4, seed=6, purpose="verify", groupings=groupings, start=1,
-                           map_fn=lambda fn, jobs: list(pool.map(fn, jobs)))
+    with process_map(2) as map_fn:
+        pooled = replicate(three_city, 4, seed=6, purpose="verify", groupings=groupings, start=1, map_fn=map_fn)
     for by in groupings:
         pd.testing.assert_frame_equal(pooled.kpis(by), serial.kpis(by), check_exact=True)
     assert sorted(pooled.kpis(())["replication"]) == [1, 2, 3]
